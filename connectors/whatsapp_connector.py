@@ -1,0 +1,292 @@
+"""Rasa input and output channel for the Meta WhatsApp Cloud API.
+
+A thin adapter: the WhatsApp knowledge (payload models, normalization, signature,
+store, sending rules) lives in :mod:`whatsapp_core`; this module reads the
+credentials, exposes the webhook routes, builds Rasa ``UserMessage`` objects and
+routes every reply through :class:`WhatsAppOutput`.
+
+credentials.yml::
+
+    connectors.whatsapp_connector.WhatsAppInput:
+      verify_token: ${WHATSAPP_VERIFY_TOKEN}
+      app_secret: ${WHATSAPP_APP_SECRET}
+      access_token: ${WHATSAPP_ACCESS_TOKEN}
+      phone_number_id: ${WHATSAPP_PHONE_NUMBER_ID}
+      api_base_url: ${WHATSAPP_API_BASE_URL}   # optional, default https://graph.facebook.com
+      api_version: v21.0                        # optional
+
+Routes (under ``/webhooks/whatsapp``): ``GET /`` health, ``GET /webhook`` Meta's
+verification handshake, ``POST /webhook`` webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from rasa.shared.core.events import UserUttered
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+from sqlalchemy.engine import make_url
+
+from whatsapp_core.config import ChannelConfig
+from whatsapp_core.graph_client import GraphClient
+from whatsapp_core.outbound import InvalidOutboundMessage, build_messages
+from whatsapp_core.receiver import WebhookReceiver
+from whatsapp_core.sender import OutboundSender
+from whatsapp_core.signature import SIGNATURE_HEADER
+from whatsapp_core.store import InboxItem, WhatsAppStore
+from whatsapp_core.webhook import MAX_BODY_BYTES
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_NAME = "whatsapp"
+DEFAULT_STORE_URL = "sqlite:///whatsapp.db"
+
+
+class WhatsAppOutput(OutputChannel):
+    """Sends one conversation's replies through the outbound sender (never raises)."""
+
+    @classmethod
+    def name(cls) -> str:
+        return CHANNEL_NAME
+
+    def __init__(
+        self,
+        sender: OutboundSender,
+        *,
+        conversation_id: str | None = None,
+        phone_number_id: str | None = None,
+        recipient: str | None = None,
+    ) -> None:
+        self._sender = sender
+        self._conversation_id = conversation_id
+        self._phone_number_id = phone_number_id
+        self._recipient = recipient
+
+    async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+        """Format a whole bot response (text, buttons, image, custom...) and queue it.
+
+        An invalid response is logged and recorded as failed for the conversation;
+        nothing is raised into Rasa (that would lose the whole turn).
+        """
+        conversation_id = self._conversation_id or recipient_id
+        recipient = self._recipient or recipient_id
+        try:
+            messages = build_messages(message)
+        except InvalidOutboundMessage as error:
+            logger.error("WhatsApp reply not sent, invalid response: %s", error)
+            await self._sender.record_invalid(
+                conversation_id, self._phone_number_id, recipient, message, str(error)
+            )
+            return
+        if messages:
+            await self._sender.send(conversation_id, self._phone_number_id, recipient, messages)
+
+    async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
+        await self.send_response(recipient_id, {"text": text})
+
+    async def send_text_with_buttons(
+        self, recipient_id: str, text: str, buttons: list[dict[str, Any]], **kwargs: Any
+    ) -> None:
+        await self.send_response(recipient_id, {"text": text, "buttons": buttons})
+
+    async def send_quick_replies(
+        self, recipient_id: str, text: str, quick_replies: list[dict[str, Any]], **kwargs: Any
+    ) -> None:
+        await self.send_response(recipient_id, {"text": text, "quick_replies": quick_replies})
+
+    async def send_image_url(self, recipient_id: str, image: str, **kwargs: Any) -> None:
+        await self.send_response(recipient_id, {"image": image})
+
+    async def send_attachment(self, recipient_id: str, attachment: Any, **kwargs: Any) -> None:
+        await self.send_response(recipient_id, {"attachment": attachment})
+
+    async def send_elements(
+        self, recipient_id: str, elements: list[dict[str, Any]], **kwargs: Any
+    ) -> None:
+        await self.send_response(recipient_id, {"elements": elements})
+
+    async def send_custom_json(
+        self, recipient_id: str, json_message: dict[str, Any], **kwargs: Any
+    ) -> None:
+        await self.send_response(recipient_id, {"custom": json_message})
+
+
+class _Runtime:
+    """Store, Graph client, sender and receiver of one running server."""
+
+    def __init__(self, config: ChannelConfig, store_url: str, turn, already_handled) -> None:
+        self.store = WhatsAppStore(store_url, instance_id=_instance_id())
+        self.graph = GraphClient(
+            config.api_base_url, config.api_version, timeout=config.send_timeout_seconds
+        )
+        self.sender = OutboundSender(
+            self.store,
+            self.graph,
+            access_token_for=lambda _phone_number_id: config.access_token,
+            default_phone_number_id=config.phone_number_id,
+        )
+        self.receiver = WebhookReceiver(config, self.store, self.sender, turn, already_handled)
+
+    async def close(self) -> None:
+        await self.receiver.stop()
+        await self.graph.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.store.close)
+
+
+class WhatsAppInput(InputChannel):
+    """Receives WhatsApp Cloud API webhooks and turns each contact message into a turn."""
+
+    @classmethod
+    def name(cls) -> str:
+        return CHANNEL_NAME
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> WhatsAppInput:
+        """Build the channel; a missing required key fails start-up naming the key."""
+        return cls(ChannelConfig.from_credentials(credentials))
+
+    def __init__(self, config: ChannelConfig) -> None:
+        self.config = config
+        self._runtime: _Runtime | None = None
+        self._runtime_lock: asyncio.Lock | None = None
+
+    async def runtime(
+        self, app: Any, on_new_message: Callable[[UserMessage], Awaitable[Any]]
+    ) -> _Runtime:
+        """The running store/sender/receiver, started on first use (idempotent)."""
+        if self._runtime is not None:
+            return self._runtime
+        if self._runtime_lock is None:
+            self._runtime_lock = asyncio.Lock()
+        async with self._runtime_lock:
+            if self._runtime is None:
+                self._runtime = await self._start(app, on_new_message)
+        return self._runtime
+
+    async def _start(self, app: Any, on_new_message) -> _Runtime:
+        runtime: _Runtime
+
+        async def turn(item: InboxItem) -> None:
+            output = WhatsAppOutput(
+                runtime.sender,
+                conversation_id=item.conversation_id,
+                phone_number_id=item.phone_number_id,
+                recipient=item.recipient,
+            )
+            await on_new_message(
+                UserMessage(
+                    item.text,
+                    output,
+                    item.conversation_id,
+                    input_channel=CHANNEL_NAME,
+                    message_id=item.message_id,
+                    metadata=item.metadata,
+                )
+            )
+
+        async def already_handled(item: InboxItem) -> bool:
+            tracker_store = getattr(getattr(app.ctx, "agent", None), "tracker_store", None)
+            if tracker_store is None:
+                return False
+            tracker = await tracker_store.retrieve(item.conversation_id)
+            return tracker is not None and any(
+                isinstance(event, UserUttered) and event.message_id == item.message_id
+                for event in tracker.events
+            )
+
+        store_url = self.config.store_url or _tracker_store_url(app) or DEFAULT_STORE_URL
+        runtime = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: _Runtime(self.config, store_url, turn, already_handled)
+        )
+        logger.info("WhatsApp channel store: %s", _redact_url(store_url))
+        await runtime.receiver.recover()
+        runtime.receiver.start()
+        return runtime
+
+    async def stop(self) -> None:
+        """Stop background work and close connections (called when the server stops)."""
+        if self._runtime is not None:
+            runtime, self._runtime = self._runtime, None
+            await runtime.close()
+
+    def get_output_channel(self) -> OutputChannel | None:
+        """Output for replies Rasa sends outside a webhook turn (trigger_intent, reminders)."""
+        if self._runtime is None:
+            return None
+        return WhatsAppOutput(self._runtime.sender, phone_number_id=self.config.phone_number_id)
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        webhook = Blueprint("whatsapp_webhook", __name__)
+
+        @webhook.listener("after_server_start")
+        async def start(app: Any, _loop: Any) -> None:
+            await self.runtime(app, on_new_message)
+
+        @webhook.listener("before_server_stop")
+        async def stop(_app: Any, _loop: Any) -> None:
+            await self.stop()
+
+        @webhook.route("/", methods=["GET"])
+        async def health(_request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @webhook.route("/webhook", methods=["GET"])
+        async def verify(request: Request) -> HTTPResponse:
+            mode = request.args.get("hub.mode")
+            token = request.args.get("hub.verify_token") or ""
+            challenge = request.args.get("hub.challenge") or ""
+            if mode == "subscribe" and _same(token, self.config.verify_token):
+                return response.text(challenge)
+            logger.warning("WhatsApp webhook verification refused (mode=%s)", mode)
+            return response.text("verification failed", status=403)
+
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                logger.warning("WhatsApp webhook refused: body of %s bytes", declared)
+                return response.text("payload too large", status=413)
+            body = request.body or b""
+            try:
+                runtime = await self.runtime(request.app, on_new_message)
+                result = await runtime.receiver.receive(
+                    body, request.headers.get(SIGNATURE_HEADER)
+                )
+            except Exception:  # noqa: BLE001 - Meta retries a 503; a 500 would say "our bug"
+                logger.exception("WhatsApp webhook could not be accepted; Meta will retry")
+                return response.text("temporarily unavailable", status=503)
+            return response.text(result.reason, status=result.http_status)
+
+        return webhook
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _tracker_store_url(app: Any) -> str | None:
+    """The database URL of Rasa's SQL tracker store, unwrapping Rasa's wrappers."""
+    store = getattr(getattr(app.ctx, "agent", None), "tracker_store", None)
+    while store is not None and not hasattr(store, "engine"):
+        store = getattr(store, "_tracker_store", None)
+    if store is None:
+        return None
+    return store.engine.url.render_as_string(hide_password=False)
+
+
+def _redact_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

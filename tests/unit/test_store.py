@@ -1,0 +1,117 @@
+import asyncio
+import time
+
+import pytest
+
+from whatsapp_core.store import (
+    InboxItem,
+    OutboxState,
+    StatusChange,
+    WhatsAppStore,
+)
+
+
+@pytest.fixture
+def store(tmp_path):
+    created = WhatsAppStore(f"sqlite:///{tmp_path / 'store.db'}", instance_id="test-1")
+    yield created
+    created.close()
+
+
+def item(message_id: str, conversation: str = "111", ts: int = 100, opens_window=True) -> InboxItem:
+    return InboxItem(message_id, conversation, "pn", conversation, ts, opens_window, "hi", {"k": 1})
+
+
+async def test_accept_returns_only_new_messages(store):
+    assert [i.message_id for i in await store.accept([item("a"), item("b")])] == ["a", "b"]
+    assert [i.message_id for i in await store.accept([item("b"), item("c")])] == ["c"]
+
+
+async def test_concurrent_accepts_never_accept_a_wamid_twice(store):
+    results = await asyncio.gather(*(store.accept([item("same"), item(f"u{n}")]) for n in range(50)))
+    accepted = [i.message_id for batch in results for i in batch]
+    assert accepted.count("same") == 1
+    assert len(accepted) == 51
+
+
+async def test_dedup_survives_a_new_store_on_the_same_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = WhatsAppStore(url, instance_id="one")
+    second = WhatsAppStore(url, instance_id="two")
+    try:
+        assert await first.accept([item("x")])
+        assert await second.accept([item("x")]) == []
+    finally:
+        first.close()
+        second.close()
+
+
+async def test_claim_stale_hands_out_unfinished_rows_after_the_lease(store):
+    await store.accept([item("late", ts=2), item("early", ts=1), item("finished", ts=3)])
+    await store.mark_done("finished")
+    assert await store.claim_stale(lease_seconds=60) == []
+    claimed = await store.claim_stale(lease_seconds=-1)
+    assert [i.message_id for i in claimed] == ["early", "late"]
+    assert claimed[0].metadata == {"k": 1}
+
+
+async def test_claim_gives_up_after_max_attempts(store):
+    await store.accept([item("poison")])
+    for _ in range(2):
+        assert await store.claim_stale(lease_seconds=-1, max_attempts=2)
+    assert await store.claim_stale(lease_seconds=-1, max_attempts=2) == []
+    assert await store.inbox_state("poison") == "failed"
+
+
+async def test_last_inbound_timestamp_ignores_system_messages(store):
+    await store.accept([item("a", ts=100), item("b", ts=300, opens_window=False), item("c", ts=200)])
+    assert await store.last_inbound_timestamp("111", "pn") == 200
+    assert await store.last_inbound_timestamp("111", "other-number") is None
+    assert await store.last_inbound_timestamp("999", "pn") is None
+
+
+async def test_prune_keeps_unfinished_and_recent_rows(store):
+    await store.accept([item("old-done"), item("old-open")])
+    await store.mark_done("old-done")
+    assert await store.prune(older_than_seconds=3600) == 0
+    assert await store.prune(older_than_seconds=-1) == 1
+    assert await store.inbox_state("old-open") == "accepted"
+
+
+async def test_outbox_states_move_forward_only(store):
+    (row,) = await store.enqueue_outbound("111", "pn", "111", [("text", {"type": "text"})])
+    await store.finish_outbound(row.id, state=OutboxState.SENT, wamid="wamid.out", attempts=1)
+    changes = [
+        StatusChange("wamid.out", OutboxState.READ),
+        StatusChange("wamid.out", OutboxState.DELIVERED),
+        StatusChange("wamid.unknown", OutboxState.DELIVERED),
+    ]
+    assert await store.apply_statuses(changes) == 1
+    (record,) = await store.outbound_for("111")
+    assert record.state == "read"
+    failed = StatusChange("wamid.out", OutboxState.FAILED, 131047, "Re-engagement", "24h")
+    assert await store.apply_statuses([failed]) == 1
+    assert await store.apply_statuses([StatusChange("wamid.out", OutboxState.READ)]) == 0
+    (record,) = await store.outbound_for("111")
+    assert (record.state, record.error_code) == ("failed", 131047)
+
+
+async def test_queued_outbound_is_recovered_after_the_lease(store):
+    await store.enqueue_outbound("111", "pn", "111", [("text", {"n": 1}), ("text", {"n": 2})])
+    assert await store.claim_stale_outbound(lease_seconds=60) == []
+    recovered = await store.claim_stale_outbound(lease_seconds=-1)
+    assert [r.payload["n"] for r in recovered] == [1, 2]
+
+
+async def test_menu_is_replaced_and_cleared(store):
+    await store.save_menu("111", [{"number": 1, "title": "A", "payload": "/a"}])
+    await store.save_menu("111", [{"number": 1, "title": "B", "payload": "/b"}])
+    assert (await store.pending_menu("111"))[0]["payload"] == "/b"
+    await store.save_menu("111", [])
+    assert not await store.pending_menu("111")
+
+
+async def test_accept_of_a_burst_is_fast_group_commit(store):
+    start = time.perf_counter()
+    await asyncio.gather(*(store.accept([item(f"burst{n}")]) for n in range(200)))
+    assert time.perf_counter() - start < 5

@@ -1,0 +1,94 @@
+"""The channel's settings, read from the ``credentials.yml`` entry of the channel.
+
+Rasa substitutes ``${VAR}`` in unquoted credentials.yml values from the environment,
+so secrets never sit in the file. YAML reads digits-only values (phone number ids)
+as ints and ``true`` as bools: every value is converted here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_API_BASE_URL = "https://graph.facebook.com"
+DEFAULT_API_VERSION = "v21.0"
+REQUIRED_KEYS = ("verify_token", "app_secret", "access_token", "phone_number_id")
+
+
+class MissingCredential(ValueError):
+    """A required credentials.yml key is missing or empty; the message names it."""
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _flag(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _number(value: Any, default: float) -> float:
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MissingCredential(f"'{value}' is not a number") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """Validated settings of one ``whatsapp`` channel entry.
+
+    ``store_url`` None means: use the database of Rasa's SQL tracker store (or a
+    local SQLite file when the tracker store is not SQL).
+    """
+
+    verify_token: str
+    app_secret: str
+    access_token: str
+    phone_number_id: str
+    api_base_url: str = DEFAULT_API_BASE_URL
+    api_version: str = DEFAULT_API_VERSION
+    mark_as_read: bool = True
+    typing_indicator: bool = True
+    max_concurrent_turns: int = 2
+    recovery_lease_seconds: float = 30.0
+    dedup_retention_days: float = 7.0
+    store_url: str | None = None
+    send_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> ChannelConfig:
+        """Build the config; raise :class:`MissingCredential` naming a missing key."""
+        credentials = credentials or {}
+        for key in REQUIRED_KEYS:
+            if not _text(credentials.get(key)):
+                raise MissingCredential(
+                    f"WhatsApp channel: credentials.yml key '{key}' is missing or empty "
+                    f"(set it, e.g. '{key}: ${{WHATSAPP_{key.upper()}}}' and export the variable)"
+                )
+        return cls(
+            verify_token=str(credentials["verify_token"]).strip(),
+            app_secret=str(credentials["app_secret"]).strip(),
+            access_token=str(credentials["access_token"]).strip(),
+            phone_number_id=str(credentials["phone_number_id"]).strip(),
+            api_base_url=(_text(credentials.get("api_base_url")) or DEFAULT_API_BASE_URL).rstrip(
+                "/"
+            ),
+            api_version=_text(credentials.get("api_version")) or DEFAULT_API_VERSION,
+            mark_as_read=_flag(credentials.get("mark_as_read"), True),
+            typing_indicator=_flag(credentials.get("typing_indicator"), True),
+            max_concurrent_turns=max(1, int(_number(credentials.get("max_concurrent_turns"), 2))),
+            recovery_lease_seconds=_number(credentials.get("recovery_lease_seconds"), 30.0),
+            dedup_retention_days=_number(credentials.get("dedup_retention_days"), 7.0),
+            store_url=_text(credentials.get("store_url")),
+            send_timeout_seconds=_number(credentials.get("send_timeout_seconds"), 10.0),
+        )

@@ -1,0 +1,90 @@
+"""Keyed ordered workers: jobs of one key run one after another, keys run side by side.
+
+Used twice: bot turns after the webhook ack (key = conversation, bounded by a
+semaphore because Rasa's NLU and policies share the event loop with the acks) and
+outbound sends (key = recipient, so replies keep their order while one slow or
+throttled contact never holds up another).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Generic, TypeVar
+
+logger = logging.getLogger(__name__)
+
+Job = TypeVar("Job")
+
+
+class OrderedWorkers(Generic[Job]):
+    """Run ``handle(job)`` for submitted jobs, in submit order per key.
+
+    ``max_concurrent`` bounds how many handlers run at once across all keys (None:
+    no bound). A handler that raises is logged and the key's next job still runs.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[Job], Awaitable[None]],
+        key: Callable[[Job], str],
+        max_concurrent: int | None = None,
+    ) -> None:
+        self._name = name
+        self._handle = handle
+        self._key = key
+        self._slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
+        self._queues: dict[str, deque[Job]] = {}
+        self._workers: dict[str, asyncio.Task] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def submit(self, jobs: Iterable[Job]) -> None:
+        """Queue ``jobs`` behind what each key already has queued."""
+        for job in jobs:
+            key = self._key(job)
+            self._queues.setdefault(key, deque()).append(job)
+            if key not in self._workers:
+                self._idle.clear()
+                self._workers[key] = asyncio.create_task(self._work(key), name=self._name)
+
+    async def _run_one(self, job: Job) -> None:
+        try:
+            await self._handle(job)
+        except Exception:  # noqa: BLE001 - one bad job must not stop the key's worker
+            logger.exception("%s: job failed", self._name)
+
+    async def _work(self, key: str) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                job = queue.popleft()
+                if self._slots is None:
+                    await self._run_one(job)
+                else:
+                    async with self._slots:
+                        await self._run_one(job)
+        finally:
+            del self._workers[key]
+            del self._queues[key]
+            if not self._workers:
+                self._idle.set()
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued plus keys with a job in progress."""
+        return sum(len(queue) for queue in self._queues.values()) + len(self._workers)
+
+    async def wait_idle(self) -> None:
+        """Return once every submitted job has run."""
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Cancel the workers; jobs not yet run are dropped from memory (not from the store)."""
+        tasks = list(self._workers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,302 @@
+"""Receive webhooks: verify, parse, accept durably, answer, then run the turns.
+
+:meth:`WebhookReceiver.receive` is the whole webhook path and the only code on it:
+signature check on the raw body, parse, normalize, one durable insert for the
+batch (the insert is the dedup), status updates, then the answer. Bot turns run
+afterwards through :class:`~whatsapp_core.ordered.OrderedWorkers`, in order per
+conversation; the turn itself is a callback supplied by the Rasa adapter, so this
+module knows nothing of Rasa.
+
+Guarantees: a wamid gives at most one turn (also across restarts and instances
+sharing the database); an accepted message gets its turn even when the process
+dies right after the ack (rows not finished within the lease are claimed again
+at start-up and by a periodic sweep); bad input gets a 4xx and a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from whatsapp_core.config import ChannelConfig
+from whatsapp_core.errors import lookup
+from whatsapp_core.masking import mask_phone
+from whatsapp_core.normalize import UnattributableMessage, normalize
+from whatsapp_core.ordered import OrderedWorkers
+from whatsapp_core.outbound import MenuOption, NumberedMenu
+from whatsapp_core.sender import OutboundSender, ReadReceipt
+from whatsapp_core.signature import verify_signature
+from whatsapp_core.store import InboxItem, OutboxState, StatusChange, WhatsAppStore
+from whatsapp_core.webhook import (
+    Change,
+    DeliveryState,
+    InvalidWebhook,
+    WebhookEnvelope,
+    WebhookField,
+)
+
+logger = logging.getLogger(__name__)
+
+TurnCallback = Callable[[InboxItem], Awaitable[None]]
+HandledCheck = Callable[[InboxItem], Awaitable[bool]]
+
+_OUTBOX_STATE = {
+    DeliveryState.SENT: OutboxState.SENT,
+    DeliveryState.DELIVERED: OutboxState.DELIVERED,
+    DeliveryState.READ: OutboxState.READ,
+    DeliveryState.PLAYED: OutboxState.PLAYED,
+    DeliveryState.FAILED: OutboxState.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    """How to answer a webhook POST, and what it carried."""
+
+    http_status: int
+    reason: str
+    accepted: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+
+
+class WebhookReceiver:
+    """The inbound half of the channel; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ChannelConfig,
+        store: WhatsAppStore,
+        sender: OutboundSender,
+        turn: TurnCallback,
+        already_handled: HandledCheck | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.sender = sender
+        self._turn = turn
+        self._already_handled = already_handled
+        self._turns: OrderedWorkers[InboxItem] = OrderedWorkers(
+            "whatsapp-turns",
+            self._run_turn,
+            key=lambda item: item.conversation_id,
+            max_concurrent=config.max_concurrent_turns,
+        )
+        self._unserved_logged: set[str] = set()
+        self._sweeper: asyncio.Task | None = None
+
+    # --------------------------------------------------------------- webhook
+    async def receive(self, body: bytes, signature: str | None) -> WebhookResult:
+        """Handle one webhook POST body; never raises for anything the body contains."""
+        if not verify_signature(body, signature, self.config.app_secret):
+            logger.warning(
+                "WhatsApp webhook refused: %s X-Hub-Signature-256 (%d bytes)",
+                "missing" if not signature else "invalid",
+                len(body),
+            )
+            return WebhookResult(403, "invalid signature")
+        try:
+            envelope = WebhookEnvelope.parse(body)
+        except InvalidWebhook as error:
+            logger.warning("WhatsApp webhook refused: %s", error.reason)
+            return WebhookResult(error.http_status, error.reason)
+
+        items = self._inbox_items(envelope)
+        new = await self.store.accept(items) if items else []
+        statuses = await self._record_statuses(envelope)
+        for change in envelope.changes:
+            self._route_other(change)
+        self._turns.submit(new)
+        return WebhookResult(200, "ok", len(new), len(items) - len(new), statuses)
+
+    def _serves(self, phone_number_id: str | None) -> bool:
+        if phone_number_id is None or phone_number_id == self.config.phone_number_id:
+            return True
+        if phone_number_id not in self._unserved_logged:
+            self._unserved_logged.add(phone_number_id)
+            logger.warning(
+                "WhatsApp webhook for phone number id %s, which this channel does not serve: "
+                "acknowledged and ignored",
+                phone_number_id,
+            )
+        return False
+
+    def _inbox_items(self, envelope: WebhookEnvelope) -> list[InboxItem]:
+        received_at = int(time.time())
+        items: list[InboxItem] = []
+        for change, message in envelope.messages:
+            if not self._serves(change.business.phone_number_id):
+                continue
+            try:
+                normalized = normalize(
+                    message, change.contact_for(message), change.business, received_at=received_at
+                )
+            except UnattributableMessage as error:
+                logger.error(
+                    "WhatsApp message %s of type %s dropped: %s", message.id, message.type, error
+                )
+                continue
+            items.append(
+                InboxItem(
+                    message_id=normalized.message_id,
+                    conversation_id=normalized.sender_id,
+                    phone_number_id=normalized.phone_number_id,
+                    recipient=normalized.recipient,
+                    wa_timestamp=normalized.timestamp,
+                    opens_window=message.type != "system",
+                    text=normalized.text,
+                    metadata=normalized.metadata,
+                )
+            )
+        # Meta may batch several messages of one contact: their turns follow WhatsApp's order.
+        items.sort(key=lambda item: item.wa_timestamp)
+        return items
+
+    async def _record_statuses(self, envelope: WebhookEnvelope) -> int:
+        changes = []
+        for _change, status in envelope.statuses:
+            if status.id is None or status.state not in _OUTBOX_STATE:
+                logger.info("WhatsApp status without id or with state %s ignored", status.state)
+                continue
+            error = status.errors[0] if status.errors else None
+            if error is not None:
+                logger.warning(
+                    "WhatsApp message %s to %s failed: code %s (%s) %s",
+                    status.id,
+                    mask_phone(status.recipient_id or ""),
+                    error.code,
+                    lookup(error.code).title,
+                    error.details,
+                )
+            changes.append(
+                StatusChange(
+                    wamid=status.id,
+                    state=_OUTBOX_STATE[status.state],
+                    error_code=error.code if error else None,
+                    error_title=error.title if error else None,
+                    error_details=error.details if error else None,
+                )
+            )
+        if changes:
+            await self.store.apply_statuses(changes)
+        return len(changes)
+
+    def _route_other(self, change: Change) -> None:
+        """Log what is not a contact message or a status, by field."""
+        for error in change.errors:
+            logger.warning(
+                "WhatsApp webhook error for %s: code %s (%s) %s",
+                change.business.phone_number_id,
+                error.code,
+                lookup(error.code).title,
+                error.details,
+            )
+        if change.route is WebhookField.MESSAGES:
+            return
+        if change.route in (
+            WebhookField.TEMPLATE_STATUS,
+            WebhookField.TEMPLATE_QUALITY,
+            WebhookField.TEMPLATE_CATEGORY,
+            WebhookField.TEMPLATE_COMPONENTS,
+        ):
+            logger.info(
+                "WhatsApp template update (%s): %s %s %s",
+                change.field,
+                change.value.get("message_template_name") or change.value.get("name"),
+                change.value.get("message_template_language") or "",
+                change.value.get("event") or change.value.get("new_quality_score") or "",
+            )
+        elif change.route is WebhookField.SMB_MESSAGE_ECHOES:
+            logger.info(
+                "WhatsApp Business app echo: %d message(s) the business sent from the app",
+                len(change.value.get("message_echoes") or []),
+            )
+        else:
+            logger.info("WhatsApp '%s' webhook acknowledged", change.field or "?")
+
+    # ----------------------------------------------------------------- turns
+    async def _run_turn(self, item: InboxItem) -> None:
+        item = await self._resolve_menu_choice(item)
+        readable = item.phone_number_id and item.message_id.startswith("wamid.")
+        if self.config.mark_as_read and readable:
+            self.sender.mark_read(
+                ReadReceipt(
+                    item.phone_number_id,
+                    item.recipient,
+                    item.message_id,
+                    self.config.typing_indicator,
+                )
+            )
+        await self._turn(item)
+        await self.store.mark_done(item.message_id)
+
+    async def _resolve_menu_choice(self, item: InboxItem) -> InboxItem:
+        """Map a reply to a numbered text menu ("2") back to that option's payload."""
+        if item.metadata.get("whatsapp", {}).get("type") != "text":
+            return item
+        options = await self.store.pending_menu(item.conversation_id)
+        if not options:
+            return item
+        await self.store.save_menu(item.conversation_id, [])
+        menu = NumberedMenu(
+            tuple(MenuOption(o["number"], o["title"], o["payload"]) for o in options)
+        )
+        payload = menu.resolve(item.text)
+        return replace(item, text=payload) if payload else item
+
+    async def recover(self) -> int:
+        """Claim accepted-but-unfinished messages and queued replies; return how many."""
+        lease = self.config.recovery_lease_seconds
+        items = await self.store.claim_stale(lease)
+        pending = []
+        for item in items:
+            if self._already_handled is not None and await self._already_handled(item):
+                await self.store.mark_done(item.message_id)
+            else:
+                pending.append(item)
+        self._turns.submit(pending)
+        replies = await self.store.claim_stale_outbound(lease)
+        self.sender.resume(replies)
+        if pending or replies:
+            logger.info(
+                "WhatsApp recovery: %d message(s) and %d repl(ies) taken over",
+                len(pending),
+                len(replies),
+            )
+        return len(pending) + len(replies)
+
+    def start(self) -> None:
+        """Start the periodic sweep: recovery every half lease, pruning every hour."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="whatsapp-sweeper")
+
+    async def _sweep(self) -> None:
+        retention = self.config.dedup_retention_days * 86400
+        last_prune = 0.0
+        while True:
+            try:
+                await self.recover()
+                if time.monotonic() - last_prune > 3600:
+                    last_prune = time.monotonic()
+                    await self.store.prune(retention)
+            except Exception:  # noqa: BLE001 - the sweeper must outlive a database hiccup
+                logger.exception("WhatsApp recovery sweep failed")
+            await asyncio.sleep(max(self.config.recovery_lease_seconds / 2, 0.5))
+
+    async def wait_idle(self) -> None:
+        """Return once every accepted message has had its turn and replies are sent."""
+        await self._turns.wait_idle()
+        await self.sender.wait_idle()
+
+    async def stop(self) -> None:
+        """Stop sweeping and working; unfinished rows stay in the store for recovery."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self._turns.stop()
+        await self.sender.stop()

@@ -1,0 +1,590 @@
+"""The SQL store: inbox (dedup, durability, order), outbox, and numbered menus.
+
+One database, reached through SQLAlchemy with the URL the Rasa tracker store uses
+(SQLite file by default, PostgreSQL when scaled out), so every ``rasa run`` instance
+sees the same world. Nothing that matters lives only in process memory.
+
+All calls are ``async`` and run on one dedicated thread, so the asyncio event loop
+never waits on the database. Inbox inserts that arrive together (a burst of
+webhooks) are written in one transaction: one commit for many acks.
+
+Contracts:
+
+- :meth:`WhatsAppStore.accept` inserts inbox rows keyed by the wamid; a wamid
+  already present (a Meta re-delivery, now or days later, on any instance) is not
+  inserted again and is not returned. What it returns is durably committed.
+- a row stays ``accepted`` until :meth:`mark_done`; rows whose claim is older than
+  the lease are handed out again by :meth:`claim_stale` (crash recovery).
+- :meth:`last_inbound_timestamp` is the window's clock: the newest WhatsApp
+  timestamp of a message from that contact to that business number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+T = TypeVar("T")
+
+metadata = sa.MetaData()
+
+inbox = sa.Table(
+    "whatsapp_inbox",
+    metadata,
+    sa.Column("message_id", sa.String(255), primary_key=True),
+    sa.Column("conversation_id", sa.String(255), nullable=False),
+    sa.Column("phone_number_id", sa.String(64)),
+    sa.Column("recipient", sa.String(255), nullable=False),
+    sa.Column("wa_timestamp", sa.BigInteger, nullable=False),
+    sa.Column("opens_window", sa.Boolean, nullable=False, default=True),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("owner", sa.String(64)),
+    sa.Column("claimed_at", sa.Float),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("metadata_json", sa.Text, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_whatsapp_inbox_state_claimed", "state", "claimed_at"),
+    sa.Index("ix_whatsapp_inbox_conversation", "conversation_id", "phone_number_id"),
+)
+
+outbox = sa.Table(
+    "whatsapp_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(255), nullable=False),
+    sa.Column("phone_number_id", sa.String(64)),
+    sa.Column("recipient", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload_json", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("wamid", sa.String(255), unique=True),
+    sa.Column("error_code", sa.Integer),
+    sa.Column("error_title", sa.Text),
+    sa.Column("error_details", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("owner", sa.String(64)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_whatsapp_outbox_conversation", "conversation_id", "id"),
+    sa.Index("ix_whatsapp_outbox_state", "state", "updated_at"),
+)
+
+menus = sa.Table(
+    "whatsapp_menus",
+    metadata,
+    sa.Column("conversation_id", sa.String(255), primary_key=True),
+    sa.Column("options_json", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+class InboxState(str, Enum):
+    """Where an inbound message is in its life."""
+
+    ACCEPTED = "accepted"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class OutboxState(str, Enum):
+    """Where an outbound message is; delivery states follow Meta's status webhooks."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    PLAYED = "played"
+    FAILED = "failed"
+    HELD = "held"
+
+
+_STATE_RANK = {
+    OutboxState.HELD.value: 0,
+    OutboxState.QUEUED.value: 0,
+    OutboxState.SENT.value: 1,
+    OutboxState.DELIVERED.value: 2,
+    OutboxState.READ.value: 3,
+    OutboxState.PLAYED.value: 4,
+    OutboxState.FAILED.value: 5,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One accepted contact message, as stored and as handed to the turn workers."""
+
+    message_id: str
+    conversation_id: str
+    phone_number_id: str | None
+    recipient: str
+    wa_timestamp: int
+    opens_window: bool
+    text: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One outbound message waiting to be sent (or re-sent after a crash)."""
+
+    id: int
+    conversation_id: str
+    phone_number_id: str | None
+    recipient: str
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A delivery state Meta reported for one outbound message."""
+
+    wamid: str
+    state: OutboxState
+    error_code: int | None = None
+    error_title: str | None = None
+    error_details: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """An outbound message with its current state, for timelines and tests."""
+
+    id: int
+    conversation_id: str
+    recipient: str
+    kind: str
+    state: str
+    wamid: str | None
+    error_code: int | None
+    error_title: str | None
+    error_details: str | None
+    attempts: int
+    payload: dict[str, Any]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, ``synchronous=NORMAL`` and a busy timeout."""
+    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class WhatsAppStore:
+    """Async facade over the SQL tables; every call runs on the store's own thread."""
+
+    def __init__(self, url: str, *, instance_id: str) -> None:
+        self.url = url
+        self.instance_id = instance_id
+        self._engine = create_engine(url)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatsapp-store")
+        self._pending: list[tuple[Sequence[InboxItem], asyncio.Future, asyncio.AbstractEventLoop]]
+        self._pending = []
+        self._pending_lock = threading.Lock()
+        self._flush_scheduled = False
+        metadata.create_all(self._engine)
+
+    async def _run(self, fn: Callable[[Connection], T]) -> T:
+        def work() -> T:
+            with self._engine.begin() as connection:
+                return fn(connection)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    def close(self) -> None:
+        """Stop the store's thread and close its connections."""
+        self._executor.shutdown(wait=True)
+        self._engine.dispose()
+
+    # ----------------------------------------------------------------- inbox
+    async def accept(self, items: Sequence[InboxItem]) -> list[InboxItem]:
+        """Durably insert ``items``; return those that were new (not duplicates)."""
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        with self._pending_lock:
+            self._pending.append((items, future, loop))
+            schedule = not self._flush_scheduled
+            self._flush_scheduled = True
+        if schedule:
+            self._executor.submit(self._flush_pending)
+        return await future
+
+    def _flush_pending(self) -> None:
+        while True:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._flush_scheduled = False
+                    return
+            try:
+                with self._engine.begin() as connection:
+                    results = [self._insert_new(connection, items) for items, _, _ in batch]
+            except Exception as error:  # noqa: BLE001 - handed to every waiting request
+                for _, future, loop in batch:
+                    loop.call_soon_threadsafe(_set_exception, future, error)
+                continue
+            for (_, future, loop), result in zip(batch, results, strict=True):
+                loop.call_soon_threadsafe(_set_result, future, result)
+
+    def _insert_new(self, connection: Connection, items: Sequence[InboxItem]) -> list[InboxItem]:
+        now = time.time()
+        new: list[InboxItem] = []
+        for item in items:
+            values = {
+                "message_id": item.message_id,
+                "conversation_id": item.conversation_id,
+                "phone_number_id": item.phone_number_id,
+                "recipient": item.recipient,
+                "wa_timestamp": item.wa_timestamp,
+                "opens_window": item.opens_window,
+                "received_at": now,
+                "state": InboxState.ACCEPTED.value,
+                "owner": self.instance_id,
+                "claimed_at": now,
+                "attempts": 0,
+                "text": item.text,
+                "metadata_json": json.dumps(item.metadata, ensure_ascii=False, default=str),
+            }
+            if _insert_ignoring_duplicate(connection, inbox, values):
+                new.append(item)
+        return new
+
+    async def mark_done(self, message_id: str) -> None:
+        """Record that the bot turn for ``message_id`` happened."""
+        await self._run(
+            lambda c: c.execute(
+                inbox.update()
+                .where(inbox.c.message_id == message_id)
+                .values(state=InboxState.DONE.value, claimed_at=time.time())
+            )
+        )
+
+    async def mark_failed(self, message_id: str, reason: str) -> None:
+        """Record that the turn for ``message_id`` failed for good, with the reason."""
+        await self._run(
+            lambda c: c.execute(
+                inbox.update()
+                .where(inbox.c.message_id == message_id)
+                .values(state=InboxState.FAILED.value, error=reason[:2000])
+            )
+        )
+
+    async def claim_stale(self, lease_seconds: float, max_attempts: int = 5) -> list[InboxItem]:
+        """Take over accepted rows whose claim is older than ``lease_seconds``.
+
+        Used at start-up and periodically: rows another instance (or this one before
+        a crash) accepted but never finished. Each claim bumps ``attempts``; rows
+        over ``max_attempts`` are marked failed instead of being retried forever.
+        Returned in WhatsApp timestamp order.
+        """
+
+        def claim(connection: Connection) -> list[InboxItem]:
+            now = time.time()
+            rows = connection.execute(
+                sa.select(inbox)
+                .where(inbox.c.state == InboxState.ACCEPTED.value)
+                .where(inbox.c.claimed_at < now - lease_seconds)
+                .order_by(inbox.c.wa_timestamp, inbox.c.received_at)
+                .limit(1000)
+            ).fetchall()
+            claimed: list[InboxItem] = []
+            for row in rows:
+                exhausted = row.attempts + 1 > max_attempts
+                result = connection.execute(
+                    inbox.update()
+                    .where(inbox.c.message_id == row.message_id)
+                    .where(inbox.c.claimed_at == row.claimed_at)
+                    .values(
+                        owner=self.instance_id,
+                        claimed_at=now,
+                        attempts=row.attempts + 1,
+                        state=(InboxState.FAILED if exhausted else InboxState.ACCEPTED).value,
+                        error="too many attempts" if exhausted else None,
+                    )
+                )
+                if result.rowcount == 1 and not exhausted:
+                    claimed.append(_inbox_item(row))
+            return claimed
+
+        return await self._run(claim)
+
+    async def last_inbound_timestamp(
+        self, conversation_id: str, phone_number_id: str | None
+    ) -> int | None:
+        """Newest WhatsApp timestamp of a window-opening message from this contact."""
+
+        def query(connection: Connection) -> int | None:
+            condition = [inbox.c.conversation_id == conversation_id, inbox.c.opens_window]
+            if phone_number_id is not None:
+                condition.append(inbox.c.phone_number_id == phone_number_id)
+            return connection.execute(
+                sa.select(sa.func.max(inbox.c.wa_timestamp)).where(*condition)
+            ).scalar()
+
+        return await self._run(query)
+
+    async def inbox_state(self, message_id: str) -> str | None:
+        """The state of one inbound message (None when never accepted)."""
+        return await self._run(
+            lambda c: c.execute(
+                sa.select(inbox.c.state).where(inbox.c.message_id == message_id)
+            ).scalar()
+        )
+
+    async def prune(self, older_than_seconds: float) -> int:
+        """Delete finished inbox rows older than the dedup retention; return how many."""
+
+        def delete(connection: Connection) -> int:
+            cutoff = time.time() - older_than_seconds
+            return connection.execute(
+                inbox.delete()
+                .where(inbox.c.state != InboxState.ACCEPTED.value)
+                .where(inbox.c.received_at < cutoff)
+            ).rowcount
+
+        return await self._run(delete)
+
+    # ---------------------------------------------------------------- outbox
+    async def enqueue_outbound(
+        self,
+        conversation_id: str,
+        phone_number_id: str | None,
+        recipient: str,
+        messages: Sequence[tuple[str, dict[str, Any]]],
+    ) -> list[OutboxItem]:
+        """Durably queue ``(kind, payload)`` messages for one conversation, in order."""
+
+        def insert(connection: Connection) -> list[OutboxItem]:
+            now = time.time()
+            queued = []
+            for kind, payload in messages:
+                row_id = connection.execute(
+                    outbox.insert().values(
+                        conversation_id=conversation_id,
+                        phone_number_id=phone_number_id,
+                        recipient=recipient,
+                        kind=kind,
+                        payload_json=json.dumps(payload, ensure_ascii=False),
+                        state=OutboxState.QUEUED.value,
+                        attempts=0,
+                        owner=self.instance_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                ).inserted_primary_key[0]
+                queued.append(
+                    OutboxItem(row_id, conversation_id, phone_number_id, recipient, kind, payload)
+                )
+            return queued
+
+        return await self._run(insert)
+
+    async def finish_outbound(
+        self,
+        outbox_id: int,
+        *,
+        state: OutboxState,
+        wamid: str | None,
+        attempts: int,
+        error_code: int | None = None,
+        error_title: str | None = None,
+        error_details: str | None = None,
+    ) -> None:
+        """Record the outcome of sending one outbox row."""
+        await self._run(
+            lambda c: c.execute(
+                outbox.update()
+                .where(outbox.c.id == outbox_id)
+                .values(
+                    state=state.value,
+                    wamid=wamid,
+                    attempts=attempts,
+                    error_code=error_code,
+                    error_title=error_title,
+                    error_details=error_details,
+                    updated_at=time.time(),
+                )
+            )
+        )
+
+    async def claim_stale_outbound(self, lease_seconds: float) -> list[OutboxItem]:
+        """Take over queued outbound rows older than ``lease_seconds`` (crash recovery)."""
+
+        def claim(connection: Connection) -> list[OutboxItem]:
+            now = time.time()
+            rows = connection.execute(
+                sa.select(outbox)
+                .where(outbox.c.state == OutboxState.QUEUED.value)
+                .where(outbox.c.updated_at < now - lease_seconds)
+                .order_by(outbox.c.id)
+                .limit(1000)
+            ).fetchall()
+            claimed = []
+            for row in rows:
+                result = connection.execute(
+                    outbox.update()
+                    .where(outbox.c.id == row.id)
+                    .where(outbox.c.updated_at == row.updated_at)
+                    .values(owner=self.instance_id, updated_at=now)
+                )
+                if result.rowcount == 1:
+                    claimed.append(
+                        OutboxItem(
+                            row.id,
+                            row.conversation_id,
+                            row.phone_number_id,
+                            row.recipient,
+                            row.kind,
+                            json.loads(row.payload_json),
+                        )
+                    )
+            return claimed
+
+        return await self._run(claim)
+
+    async def apply_statuses(self, updates: Sequence[StatusChange]) -> int:
+        """Move outbound messages forward to the states in ``updates``; never backwards.
+
+        Meta's statuses arrive out of order and more than once: a ``delivered``
+        after ``read`` changes nothing, ``failed`` is final. All updates are written
+        in one transaction. Returns how many rows of this store changed (statuses
+        for messages this deployment did not send change nothing).
+        """
+
+        def update(connection: Connection) -> int:
+            changed = 0
+            for change in updates:
+                row = connection.execute(
+                    sa.select(outbox.c.id, outbox.c.state).where(outbox.c.wamid == change.wamid)
+                ).first()
+                if row is None or _STATE_RANK.get(row.state, 0) >= _STATE_RANK[change.state.value]:
+                    continue
+                values: dict[str, Any] = {"state": change.state.value, "updated_at": time.time()}
+                if change.state is OutboxState.FAILED:
+                    values |= {
+                        "error_code": change.error_code,
+                        "error_title": change.error_title,
+                        "error_details": change.error_details,
+                    }
+                connection.execute(outbox.update().where(outbox.c.id == row.id).values(**values))
+                changed += 1
+            return changed
+
+        return await self._run(update)
+
+    async def outbound_for(self, conversation_id: str) -> list[OutboxRecord]:
+        """Every outbound message of a conversation, oldest first."""
+
+        def query(connection: Connection) -> list[OutboxRecord]:
+            rows = connection.execute(
+                sa.select(outbox)
+                .where(outbox.c.conversation_id == conversation_id)
+                .order_by(outbox.c.id)
+            ).fetchall()
+            return [
+                OutboxRecord(
+                    id=row.id,
+                    conversation_id=row.conversation_id,
+                    recipient=row.recipient,
+                    kind=row.kind,
+                    state=row.state,
+                    wamid=row.wamid,
+                    error_code=row.error_code,
+                    error_title=row.error_title,
+                    error_details=row.error_details,
+                    attempts=row.attempts,
+                    payload=json.loads(row.payload_json),
+                )
+                for row in rows
+            ]
+
+        return await self._run(query)
+
+    # ----------------------------------------------------------------- menus
+    async def save_menu(self, conversation_id: str, options: list[dict[str, Any]]) -> None:
+        """Remember the numbered menu last sent to a conversation (replaces the previous)."""
+
+        def upsert(connection: Connection) -> None:
+            connection.execute(menus.delete().where(menus.c.conversation_id == conversation_id))
+            connection.execute(
+                menus.insert().values(
+                    conversation_id=conversation_id,
+                    options_json=json.dumps(options, ensure_ascii=False),
+                    created_at=time.time(),
+                )
+            )
+
+        await self._run(upsert)
+
+    async def pending_menu(self, conversation_id: str) -> list[dict[str, Any]] | None:
+        """The options of the last numbered menu sent to a conversation, if any."""
+        raw = await self._run(
+            lambda c: c.execute(
+                sa.select(menus.c.options_json).where(menus.c.conversation_id == conversation_id)
+            ).scalar()
+        )
+        return json.loads(raw) if raw else None
+
+
+def _inbox_item(row: Any) -> InboxItem:
+    return InboxItem(
+        message_id=row.message_id,
+        conversation_id=row.conversation_id,
+        phone_number_id=row.phone_number_id,
+        recipient=row.recipient,
+        wa_timestamp=row.wa_timestamp,
+        opens_window=bool(row.opens_window),
+        text=row.text,
+        metadata=json.loads(row.metadata_json),
+    )
+
+
+def _insert_ignoring_duplicate(connection: Connection, table: sa.Table, values: dict) -> bool:
+    """Insert ``values`` unless the primary key exists; True when a row was inserted."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        try:
+            with connection.begin_nested():
+                connection.execute(table.insert().values(**values))
+            return True
+        except sa.exc.IntegrityError:
+            return False
+    statement = insert(table).values(**values).on_conflict_do_nothing()
+    return connection.execute(statement).rowcount == 1
+
+
+def _set_result(future: asyncio.Future, result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future, error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -34,61 +34,9 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from whatsapp_core.schema import inbox, menus, metadata, outbox
+
 T = TypeVar("T")
-
-metadata = sa.MetaData()
-
-inbox = sa.Table(
-    "whatsapp_inbox",
-    metadata,
-    sa.Column("message_id", sa.String(255), primary_key=True),
-    sa.Column("conversation_id", sa.String(255), nullable=False),
-    sa.Column("phone_number_id", sa.String(64)),
-    sa.Column("recipient", sa.String(255), nullable=False),
-    sa.Column("wa_timestamp", sa.BigInteger, nullable=False),
-    sa.Column("opens_window", sa.Boolean, nullable=False, default=True),
-    sa.Column("received_at", sa.Float, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("owner", sa.String(64)),
-    sa.Column("claimed_at", sa.Float),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("metadata_json", sa.Text, nullable=False),
-    sa.Column("error", sa.Text),
-    sa.Index("ix_whatsapp_inbox_state_claimed", "state", "claimed_at"),
-    sa.Index("ix_whatsapp_inbox_conversation", "conversation_id", "phone_number_id"),
-)
-
-outbox = sa.Table(
-    "whatsapp_outbox",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("conversation_id", sa.String(255), nullable=False),
-    sa.Column("phone_number_id", sa.String(64)),
-    sa.Column("recipient", sa.String(255), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("payload_json", sa.Text, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("wamid", sa.String(255), unique=True),
-    sa.Column("error_code", sa.Integer),
-    sa.Column("error_title", sa.Text),
-    sa.Column("error_details", sa.Text),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("owner", sa.String(64)),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Index("ix_whatsapp_outbox_conversation", "conversation_id", "id"),
-    sa.Index("ix_whatsapp_outbox_state", "state", "updated_at"),
-)
-
-menus = sa.Table(
-    "whatsapp_menus",
-    metadata,
-    sa.Column("conversation_id", sa.String(255), primary_key=True),
-    sa.Column("options_json", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
 
 class InboxState(str, Enum):
     """Where an inbound message is in its life."""
@@ -205,7 +153,8 @@ class WhatsAppStore:
         self._flush_scheduled = False
         metadata.create_all(self._engine)
 
-    async def _run(self, fn: Callable[[Connection], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(connection)`` in one transaction on the store's thread; return its result."""
         def work() -> T:
             with self._engine.begin() as connection:
                 return fn(connection)
@@ -274,7 +223,7 @@ class WhatsAppStore:
 
     async def mark_done(self, message_id: str) -> None:
         """Record that the bot turn for ``message_id`` happened."""
-        await self._run(
+        await self.run(
             lambda c: c.execute(
                 inbox.update()
                 .where(inbox.c.message_id == message_id)
@@ -284,7 +233,7 @@ class WhatsAppStore:
 
     async def mark_failed(self, message_id: str, reason: str) -> None:
         """Record that the turn for ``message_id`` failed for good, with the reason."""
-        await self._run(
+        await self.run(
             lambda c: c.execute(
                 inbox.update()
                 .where(inbox.c.message_id == message_id)
@@ -329,7 +278,7 @@ class WhatsAppStore:
                     claimed.append(_inbox_item(row))
             return claimed
 
-        return await self._run(claim)
+        return await self.run(claim)
 
     async def last_inbound_timestamp(
         self, conversation_id: str, phone_number_id: str | None
@@ -344,11 +293,11 @@ class WhatsAppStore:
                 sa.select(sa.func.max(inbox.c.wa_timestamp)).where(*condition)
             ).scalar()
 
-        return await self._run(query)
+        return await self.run(query)
 
     async def inbox_state(self, message_id: str) -> str | None:
         """The state of one inbound message (None when never accepted)."""
-        return await self._run(
+        return await self.run(
             lambda c: c.execute(
                 sa.select(inbox.c.state).where(inbox.c.message_id == message_id)
             ).scalar()
@@ -365,7 +314,7 @@ class WhatsAppStore:
                 .where(inbox.c.received_at < cutoff)
             ).rowcount
 
-        return await self._run(delete)
+        return await self.run(delete)
 
     # ---------------------------------------------------------------- outbox
     async def enqueue_outbound(
@@ -400,7 +349,7 @@ class WhatsAppStore:
                 )
             return queued
 
-        return await self._run(insert)
+        return await self.run(insert)
 
     async def finish_outbound(
         self,
@@ -414,7 +363,7 @@ class WhatsAppStore:
         error_details: str | None = None,
     ) -> None:
         """Record the outcome of sending one outbox row."""
-        await self._run(
+        await self.run(
             lambda c: c.execute(
                 outbox.update()
                 .where(outbox.c.id == outbox_id)
@@ -463,7 +412,7 @@ class WhatsAppStore:
                     )
             return claimed
 
-        return await self._run(claim)
+        return await self.run(claim)
 
     async def apply_statuses(self, updates: Sequence[StatusChange]) -> int:
         """Move outbound messages forward to the states in ``updates``; never backwards.
@@ -493,7 +442,7 @@ class WhatsAppStore:
                 changed += 1
             return changed
 
-        return await self._run(update)
+        return await self.run(update)
 
     async def outbound_for(self, conversation_id: str) -> list[OutboxRecord]:
         """Every outbound message of a conversation, oldest first."""
@@ -521,7 +470,7 @@ class WhatsAppStore:
                 for row in rows
             ]
 
-        return await self._run(query)
+        return await self.run(query)
 
     # ----------------------------------------------------------------- menus
     async def save_menu(self, conversation_id: str, options: list[dict[str, Any]]) -> None:
@@ -537,11 +486,11 @@ class WhatsAppStore:
                 )
             )
 
-        await self._run(upsert)
+        await self.run(upsert)
 
     async def pending_menu(self, conversation_id: str) -> list[dict[str, Any]] | None:
         """The options of the last numbered menu sent to a conversation, if any."""
-        raw = await self._run(
+        raw = await self.run(
             lambda c: c.execute(
                 sa.select(menus.c.options_json).where(menus.c.conversation_id == conversation_id)
             ).scalar()

@@ -1,0 +1,62 @@
+"""The SQL tables of the channel, all on one ``MetaData`` (created together by the store).
+
+They live in the database of Rasa's SQL tracker store (SQLite by default,
+PostgreSQL when scaled out) beside Rasa's own ``events`` table.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+inbox = sa.Table(
+    "whatsapp_inbox",
+    metadata,
+    sa.Column("message_id", sa.String(255), primary_key=True),
+    sa.Column("conversation_id", sa.String(255), nullable=False),
+    sa.Column("phone_number_id", sa.String(64)),
+    sa.Column("recipient", sa.String(255), nullable=False),
+    sa.Column("wa_timestamp", sa.BigInteger, nullable=False),
+    sa.Column("opens_window", sa.Boolean, nullable=False, default=True),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("owner", sa.String(64)),
+    sa.Column("claimed_at", sa.Float),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("metadata_json", sa.Text, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_whatsapp_inbox_state_claimed", "state", "claimed_at"),
+    sa.Index("ix_whatsapp_inbox_conversation", "conversation_id", "phone_number_id"),
+)
+
+outbox = sa.Table(
+    "whatsapp_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(255), nullable=False),
+    sa.Column("phone_number_id", sa.String(64)),
+    sa.Column("recipient", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload_json", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("wamid", sa.String(255), unique=True),
+    sa.Column("error_code", sa.Integer),
+    sa.Column("error_title", sa.Text),
+    sa.Column("error_details", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("owner", sa.String(64)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_whatsapp_outbox_conversation", "conversation_id", "id"),
+    sa.Index("ix_whatsapp_outbox_state", "state", "updated_at"),
+)
+
+menus = sa.Table(
+    "whatsapp_menus",
+    metadata,
+    sa.Column("conversation_id", sa.String(255), primary_key=True),
+    sa.Column("options_json", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

@@ -38,6 +38,7 @@ from sanic.response import HTTPResponse
 from sqlalchemy.engine import make_url
 
 from whatsapp_core.config import ChannelConfig
+from whatsapp_core.delivery import DeliveryFailure
 from whatsapp_core.graph_client import GraphClient
 from whatsapp_core.outbound import InvalidOutboundMessage, build_messages
 from whatsapp_core.receiver import WebhookReceiver
@@ -49,6 +50,7 @@ from whatsapp_core.webhook import MAX_BODY_BYTES
 logger = logging.getLogger(__name__)
 
 CHANNEL_NAME = "whatsapp"
+DELIVERY_FAILED_INTENT = "whatsapp_delivery_failed"
 DEFAULT_STORE_URL = "sqlite:///whatsapp.db"
 
 
@@ -124,7 +126,9 @@ class WhatsAppOutput(OutputChannel):
 class _Runtime:
     """Store, Graph client, sender and receiver of one running server."""
 
-    def __init__(self, config: ChannelConfig, store_url: str, turn, already_handled) -> None:
+    def __init__(
+        self, config: ChannelConfig, store_url: str, turn, already_handled, on_failure
+    ) -> None:
         self.store = WhatsAppStore(store_url, instance_id=_instance_id())
         self.graph = GraphClient(
             config.api_base_url, config.api_version, timeout=config.send_timeout_seconds
@@ -135,7 +139,9 @@ class _Runtime:
             access_token_for=lambda _phone_number_id: config.access_token,
             default_phone_number_id=config.phone_number_id,
         )
-        self.receiver = WebhookReceiver(config, self.store, self.sender, turn, already_handled)
+        self.receiver = WebhookReceiver(
+            config, self.store, self.sender, turn, already_handled, on_failure
+        )
 
     async def close(self) -> None:
         await self.receiver.stop()
@@ -204,9 +210,30 @@ class WhatsAppInput(InputChannel):
                 for event in tracker.events
             )
 
+        async def on_failure(failure: DeliveryFailure) -> None:
+            """Let stories react: trigger ``whatsapp_delivery_failed`` as an external event."""
+            agent = getattr(app.ctx, "agent", None)
+            if agent is None or not agent.is_ready():
+                return
+            if DELIVERY_FAILED_INTENT not in agent.domain.intents:
+                return
+            output = WhatsAppOutput(
+                runtime.sender,
+                conversation_id=failure.conversation_id,
+                phone_number_id=self.config.phone_number_id,
+                recipient=failure.conversation_id,
+            )
+            async with agent.lock_store.lock(failure.conversation_id):
+                tracker = await agent.processor.fetch_tracker_and_update_session(
+                    failure.conversation_id, output
+                )
+                await agent.trigger_intent(
+                    DELIVERY_FAILED_INTENT, {"error_code": failure.code}, output, tracker
+                )
+
         store_url = self.config.store_url or _tracker_store_url(app) or DEFAULT_STORE_URL
         runtime = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: _Runtime(self.config, store_url, turn, already_handled)
+            None, lambda: _Runtime(self.config, store_url, turn, already_handled, on_failure)
         )
         logger.info("WhatsApp channel store: %s", _redact_url(store_url))
         await runtime.receiver.recover()

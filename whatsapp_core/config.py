@@ -64,6 +64,7 @@ class ChannelConfig:
     dedup_retention_days: float = 7.0
     store_url: str | None = None
     send_timeout_seconds: float = 10.0
+    stuck_after_seconds: float = 3600.0
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> ChannelConfig:
@@ -91,4 +92,5 @@ class ChannelConfig:
             dedup_retention_days=_number(credentials.get("dedup_retention_days"), 7.0),
             store_url=_text(credentials.get("store_url")),
             send_timeout_seconds=_number(credentials.get("send_timeout_seconds"), 10.0),
+            stuck_after_seconds=_number(credentials.get("stuck_after_seconds"), 3600.0),
         )

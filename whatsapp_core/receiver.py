@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from whatsapp_core.config import ChannelConfig
+from whatsapp_core.delivery import STUCK_EXPLANATION, DeliveryFailure
 from whatsapp_core.errors import lookup
 from whatsapp_core.masking import mask_phone
 from whatsapp_core.normalize import UnattributableMessage, normalize
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 TurnCallback = Callable[[InboxItem], Awaitable[None]]
 HandledCheck = Callable[[InboxItem], Awaitable[bool]]
+FailureCallback = Callable[[DeliveryFailure], Awaitable[None]]
 
 _OUTBOX_STATE = {
     DeliveryState.SENT: OutboxState.SENT,
@@ -74,16 +76,18 @@ class WebhookReceiver:
         sender: OutboundSender,
         turn: TurnCallback,
         already_handled: HandledCheck | None = None,
+        on_failure: FailureCallback | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.sender = sender
         self._turn = turn
         self._already_handled = already_handled
-        self._turns: OrderedWorkers[InboxItem] = OrderedWorkers(
+        self._on_failure = on_failure
+        self._turns: OrderedWorkers[InboxItem | DeliveryFailure] = OrderedWorkers(
             "whatsapp-turns",
-            self._run_turn,
-            key=lambda item: item.conversation_id,
+            self._run_job,
+            key=lambda job: job.conversation_id,
             max_concurrent=config.max_concurrent_turns,
         )
         self._unserved_logged: set[str] = set()
@@ -107,11 +111,13 @@ class WebhookReceiver:
 
         items = self._inbox_items(envelope)
         new = await self.store.accept(items) if items else []
-        statuses = await self._record_statuses(envelope)
+        failures = await self._record_statuses(envelope)
         for change in envelope.changes:
             self._route_other(change)
         self._turns.submit(new)
-        return WebhookResult(200, "ok", len(new), len(items) - len(new), statuses)
+        if self._on_failure is not None:
+            self._turns.submit(failures)
+        return WebhookResult(200, "ok", len(new), len(items) - len(new), len(envelope.statuses))
 
     def _serves(self, phone_number_id: str | None) -> bool:
         if phone_number_id is None or phone_number_id == self.config.phone_number_id:
@@ -156,34 +162,50 @@ class WebhookReceiver:
         items.sort(key=lambda item: item.wa_timestamp)
         return items
 
-    async def _record_statuses(self, envelope: WebhookEnvelope) -> int:
+    async def _record_statuses(self, envelope: WebhookEnvelope) -> list[DeliveryFailure]:
+        """Record every status; return the failures seen for the first time."""
         changes = []
         for _change, status in envelope.statuses:
             if status.id is None or status.state not in _OUTBOX_STATE:
                 logger.info("WhatsApp status without id or with state %s ignored", status.state)
                 continue
             error = status.errors[0] if status.errors else None
-            if error is not None:
-                logger.warning(
-                    "WhatsApp message %s to %s failed: code %s (%s) %s",
-                    status.id,
-                    mask_phone(status.recipient_id or ""),
-                    error.code,
-                    lookup(error.code).title,
-                    error.details,
-                )
             changes.append(
                 StatusChange(
                     wamid=status.id,
                     state=_OUTBOX_STATE[status.state],
+                    recipient=status.recipient_id,
+                    wa_timestamp=status.timestamp,
                     error_code=error.code if error else None,
                     error_title=error.title if error else None,
                     error_details=error.details if error else None,
+                    pricing=status.pricing or None,
                 )
             )
-        if changes:
-            await self.store.apply_statuses(changes)
-        return len(changes)
+        if not changes:
+            return []
+        failures = []
+        for applied in await self.store.apply_statuses(changes):
+            change = applied.change
+            if change.state is not OutboxState.FAILED:
+                continue
+            failure = DeliveryFailure.from_error(
+                wamid=change.wamid,
+                conversation_id=applied.conversation_id,
+                code=change.error_code,
+                title=change.error_title,
+                details=change.error_details,
+            )
+            logger.warning(
+                "WhatsApp message %s to %s failed: code %s (%s) %s",
+                change.wamid,
+                mask_phone(change.recipient or ""),
+                failure.code,
+                lookup(failure.code).title,
+                failure.meta_details,
+            )
+            failures.append(failure)
+        return failures
 
     def _route_other(self, change: Change) -> None:
         """Log what is not a contact message or a status, by field."""
@@ -219,6 +241,14 @@ class WebhookReceiver:
             logger.info("WhatsApp '%s' webhook acknowledged", change.field or "?")
 
     # ----------------------------------------------------------------- turns
+    async def _run_job(self, job: InboxItem | DeliveryFailure) -> None:
+        """A contact's turn, or a delivery failure the bot may react to, in order."""
+        if isinstance(job, DeliveryFailure):
+            if self._on_failure is not None:
+                await self._on_failure(job)
+            return
+        await self._run_turn(job)
+
     async def _run_turn(self, item: InboxItem) -> None:
         item = await self._resolve_menu_choice(item)
         readable = item.phone_number_id and item.message_id.startswith("wamid.")
@@ -280,6 +310,14 @@ class WebhookReceiver:
         while True:
             try:
                 await self.recover()
+                for record in await self.store.flag_stuck(self.config.stuck_after_seconds):
+                    logger.warning(
+                        "WhatsApp message %s to %s was sent %d s ago and never delivered: %s",
+                        record.wamid,
+                        mask_phone(record.recipient),
+                        int(time.time() - record.updated_at),
+                        STUCK_EXPLANATION,
+                    )
                 if time.monotonic() - last_prune > 3600:
                     last_prune = time.monotonic()
                     await self.store.prune(retention)

@@ -60,3 +60,18 @@ menus = sa.Table(
     sa.Column("options_json", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+status_events = sa.Table(
+    "whatsapp_status_events",
+    metadata,
+    sa.Column("wamid", sa.String(255), primary_key=True),
+    sa.Column("state", sa.String(16), primary_key=True),
+    sa.Column("conversation_id", sa.String(255), nullable=False),
+    sa.Column("wa_timestamp", sa.BigInteger),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("error_code", sa.Integer),
+    sa.Column("error_title", sa.Text),
+    sa.Column("error_details", sa.Text),
+    sa.Column("pricing_json", sa.Text),
+    sa.Index("ix_whatsapp_status_events_conversation", "conversation_id", "received_at"),
+)

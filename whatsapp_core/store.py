@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from whatsapp_core.schema import inbox, menus, metadata, outbox
+from whatsapp_core.schema import inbox, menus, metadata, outbox, status_events
 
 T = TypeVar("T")
 
@@ -57,6 +57,9 @@ class OutboxState(str, Enum):
     FAILED = "failed"
     HELD = "held"
 
+
+STUCK = "stuck"
+"""The timeline event of a message sent but never delivered within the configured time."""
 
 _STATE_RANK = {
     OutboxState.HELD.value: 0,
@@ -101,9 +104,22 @@ class StatusChange:
 
     wamid: str
     state: OutboxState
+    recipient: str | None = None
+    wa_timestamp: int | None = None
     error_code: int | None = None
     error_title: str | None = None
     error_details: str | None = None
+    pricing: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedStatus:
+    """A status seen for the first time: its conversation, and whether the message moved."""
+
+    change: StatusChange
+    conversation_id: str
+    outbox_id: int | None
+    moved: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +137,8 @@ class OutboxRecord:
     error_details: str | None
     attempts: int
     payload: dict[str, Any]
+    created_at: float
+    updated_at: float
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -414,35 +432,102 @@ class WhatsAppStore:
 
         return await self.run(claim)
 
-    async def apply_statuses(self, updates: Sequence[StatusChange]) -> int:
-        """Move outbound messages forward to the states in ``updates``; never backwards.
+    async def apply_statuses(self, updates: Sequence[StatusChange]) -> list[AppliedStatus]:
+        """Record Meta's status updates; return the ones seen for the first time.
 
-        Meta's statuses arrive out of order and more than once: a ``delivered``
-        after ``read`` changes nothing, ``failed`` is final. All updates are written
-        in one transaction. Returns how many rows of this store changed (statuses
-        for messages this deployment did not send change nothing).
+        Each (wamid, state) is recorded once: a re-delivered status is ignored. The
+        outbound message moves forward to the new state, never backwards (statuses
+        arrive out of order: a ``delivered`` after ``read`` changes nothing, ``failed``
+        is final). Statuses for messages this deployment did not send are recorded
+        for the contact's timeline too. All updates are written in one transaction.
         """
 
-        def update(connection: Connection) -> int:
-            changed = 0
+        def update(connection: Connection) -> list[AppliedStatus]:
+            applied = []
+            now = time.time()
             for change in updates:
                 row = connection.execute(
-                    sa.select(outbox.c.id, outbox.c.state).where(outbox.c.wamid == change.wamid)
+                    sa.select(outbox.c.id, outbox.c.state, outbox.c.conversation_id).where(
+                        outbox.c.wamid == change.wamid
+                    )
                 ).first()
-                if row is None or _STATE_RANK.get(row.state, 0) >= _STATE_RANK[change.state.value]:
+                conversation_id = row.conversation_id if row else change.recipient or "?"
+                event = {
+                    "wamid": change.wamid,
+                    "state": change.state.value,
+                    "conversation_id": conversation_id,
+                    "wa_timestamp": change.wa_timestamp,
+                    "received_at": now,
+                    "error_code": change.error_code,
+                    "error_title": change.error_title,
+                    "error_details": change.error_details,
+                    "pricing_json": json.dumps(change.pricing) if change.pricing else None,
+                }
+                if not _insert_ignoring_duplicate(connection, status_events, event):
                     continue
-                values: dict[str, Any] = {"state": change.state.value, "updated_at": time.time()}
-                if change.state is OutboxState.FAILED:
-                    values |= {
-                        "error_code": change.error_code,
-                        "error_title": change.error_title,
-                        "error_details": change.error_details,
-                    }
-                connection.execute(outbox.update().where(outbox.c.id == row.id).values(**values))
-                changed += 1
-            return changed
+                moved = row is not None and (
+                    _STATE_RANK.get(row.state, 0) < _STATE_RANK[change.state.value]
+                )
+                if moved:
+                    values: dict[str, Any] = {"state": change.state.value, "updated_at": now}
+                    if change.state is OutboxState.FAILED:
+                        values |= {
+                            "error_code": change.error_code,
+                            "error_title": change.error_title,
+                            "error_details": change.error_details,
+                        }
+                    connection.execute(
+                        outbox.update().where(outbox.c.id == row.id).values(**values)
+                    )
+                applied.append(
+                    AppliedStatus(change, conversation_id, row.id if row else None, moved)
+                )
+            return applied
 
         return await self.run(update)
+
+    async def status_events_for(self, conversation_id: str) -> list[dict[str, Any]]:
+        """Every recorded status event of a conversation, in arrival order."""
+
+        def query(connection: Connection) -> list[dict[str, Any]]:
+            rows = connection.execute(
+                sa.select(status_events)
+                .where(status_events.c.conversation_id == conversation_id)
+                .order_by(status_events.c.received_at)
+            ).fetchall()
+            return [dict(row._mapping) for row in rows]
+
+        return await self.run(query)
+
+    async def flag_stuck(self, older_than_seconds: float) -> list[OutboxRecord]:
+        """Flag messages Meta accepted (``sent``) but never delivered within the time.
+
+        Each is flagged once, as a ``stuck`` event on the contact's timeline; the
+        message keeps its state (a late ``delivered`` still moves it on). Returns the
+        messages flagged by this call.
+        """
+
+        def flag(connection: Connection) -> list[OutboxRecord]:
+            now = time.time()
+            rows = connection.execute(
+                sa.select(outbox)
+                .where(outbox.c.state == OutboxState.SENT.value)
+                .where(outbox.c.updated_at < now - older_than_seconds)
+                .order_by(outbox.c.id)
+                .limit(1000)
+            ).fetchall()
+            event = {"state": STUCK, "received_at": now}
+            return [
+                _outbox_record(row)
+                for row in rows
+                if _insert_ignoring_duplicate(
+                    connection,
+                    status_events,
+                    {**event, "wamid": row.wamid, "conversation_id": row.conversation_id},
+                )
+            ]
+
+        return await self.run(flag)
 
     async def outbound_for(self, conversation_id: str) -> list[OutboxRecord]:
         """Every outbound message of a conversation, oldest first."""
@@ -453,22 +538,7 @@ class WhatsAppStore:
                 .where(outbox.c.conversation_id == conversation_id)
                 .order_by(outbox.c.id)
             ).fetchall()
-            return [
-                OutboxRecord(
-                    id=row.id,
-                    conversation_id=row.conversation_id,
-                    recipient=row.recipient,
-                    kind=row.kind,
-                    state=row.state,
-                    wamid=row.wamid,
-                    error_code=row.error_code,
-                    error_title=row.error_title,
-                    error_details=row.error_details,
-                    attempts=row.attempts,
-                    payload=json.loads(row.payload_json),
-                )
-                for row in rows
-            ]
+            return [_outbox_record(row) for row in rows]
 
         return await self.run(query)
 
@@ -496,6 +566,24 @@ class WhatsAppStore:
             ).scalar()
         )
         return json.loads(raw) if raw else None
+
+
+def _outbox_record(row: Any) -> OutboxRecord:
+    return OutboxRecord(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        recipient=row.recipient,
+        kind=row.kind,
+        state=row.state,
+        wamid=row.wamid,
+        error_code=row.error_code,
+        error_title=row.error_title,
+        error_details=row.error_details,
+        attempts=row.attempts,
+        payload=json.loads(row.payload_json),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 def _inbox_item(row: Any) -> InboxItem:

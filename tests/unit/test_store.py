@@ -86,14 +86,41 @@ async def test_outbox_states_move_forward_only(store):
         StatusChange("wamid.out", OutboxState.DELIVERED),
         StatusChange("wamid.unknown", OutboxState.DELIVERED),
     ]
-    assert await store.apply_statuses(changes) == 1
+    applied = await store.apply_statuses(changes)
+    assert [(a.change.state.value, a.moved, a.conversation_id) for a in applied] == [
+        ("read", True, "111"),
+        ("delivered", False, "111"),
+        ("delivered", False, "?"),
+    ]
     (record,) = await store.outbound_for("111")
     assert record.state == "read"
-    failed = StatusChange("wamid.out", OutboxState.FAILED, 131047, "Re-engagement", "24h")
-    assert await store.apply_statuses([failed]) == 1
-    assert await store.apply_statuses([StatusChange("wamid.out", OutboxState.READ)]) == 0
+    failed = StatusChange(
+        "wamid.out", OutboxState.FAILED, error_code=131047, error_title="Re-engagement"
+    )
+    assert [a.moved for a in await store.apply_statuses([failed])] == [True]
     (record,) = await store.outbound_for("111")
     assert (record.state, record.error_code) == ("failed", 131047)
+
+
+async def test_duplicated_statuses_are_recorded_once(store):
+    (row,) = await store.enqueue_outbound("111", "pn", "111", [("text", {"type": "text"})])
+    await store.finish_outbound(row.id, state=OutboxState.SENT, wamid="wamid.d", attempts=1)
+    delivered = StatusChange("wamid.d", OutboxState.DELIVERED, pricing={"billable": False})
+    assert len(await store.apply_statuses([delivered, delivered])) == 1
+    assert await store.apply_statuses([delivered]) == []
+    events = await store.status_events_for("111")
+    assert [e["state"] for e in events] == ["delivered"]
+
+
+async def test_sent_but_never_delivered_is_flagged_stuck_once(store):
+    (row,) = await store.enqueue_outbound("111", "pn", "111", [("text", {"type": "text"})])
+    await store.finish_outbound(row.id, state=OutboxState.SENT, wamid="wamid.s", attempts=1)
+    assert await store.flag_stuck(older_than_seconds=3600) == []
+    assert [r.wamid for r in await store.flag_stuck(older_than_seconds=-1)] == ["wamid.s"]
+    assert await store.flag_stuck(older_than_seconds=-1) == []
+    await store.apply_statuses([StatusChange("wamid.s", OutboxState.DELIVERED)])
+    (record,) = await store.outbound_for("111")
+    assert record.state == "delivered"
 
 
 async def test_queued_outbound_is_recovered_after_the_lease(store):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+STUCK = "stuck"
+"""Status-event state of a message sent but never delivered within the configured time."""
+
 metadata = sa.MetaData()
 
 inbox = sa.Table(

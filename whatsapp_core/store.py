@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from whatsapp_core.schema import inbox, menus, metadata, outbox, status_events
+from whatsapp_core.schema import STUCK, inbox, menus, metadata, outbox, status_events
+from whatsapp_core.timeline import TimelineEntry, load_timeline
 
 T = TypeVar("T")
 
@@ -57,9 +58,6 @@ class OutboxState(str, Enum):
     FAILED = "failed"
     HELD = "held"
 
-
-STUCK = "stuck"
-"""The timeline event of a message sent but never delivered within the configured time."""
 
 _STATE_RANK = {
     OutboxState.HELD.value: 0,
@@ -541,6 +539,10 @@ class WhatsAppStore:
             return [_outbox_record(row) for row in rows]
 
         return await self.run(query)
+
+    async def timeline(self, conversation_id: str) -> list[TimelineEntry]:
+        """The conversation's messages both ways with their states (see ``timeline.py``)."""
+        return await self.run(lambda c: load_timeline(c, conversation_id))
 
     # ----------------------------------------------------------------- menus
     async def save_menu(self, conversation_id: str, options: list[dict[str, Any]]) -> None:

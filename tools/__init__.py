@@ -1,0 +1,1 @@
+"""Synchronous command-line tools (never imported by the Rasa server)."""

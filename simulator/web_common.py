@@ -1,0 +1,28 @@
+"""Helpers shared by the Graph API and control API route modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from simulator.engine import CloudApiSimulator
+
+SIMULATOR = web.AppKey("simulator", CloudApiSimulator)
+
+
+def simulator(request: web.Request) -> CloudApiSimulator:
+    return request.app[SIMULATOR]
+
+
+def base_url(request: web.Request) -> str:
+    """``scheme://host:port`` of this server as the client reached it."""
+    return f"{request.scheme}://{request.host}"
+
+
+async def read_json(request: web.Request) -> Any | None:
+    """The parsed JSON body, or None if it is not valid JSON."""
+    try:
+        return await request.json()
+    except ValueError:
+        return None

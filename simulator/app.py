@@ -76,9 +76,15 @@ def create_app(config: SimulatorConfig) -> web.Application:
     async def start(_: web.Application) -> None:
         await sim.start()
 
+    async def stop_background_work(_: web.Application) -> None:
+        # on_shutdown runs before run_app waits for all pending tasks: pending status
+        # emissions and webhook retries must not hold the process up.
+        await sim.webhooks.cancel_all()
+
     async def stop(_: web.Application) -> None:
         await sim.close()
 
     app.on_startup.append(start)
+    app.on_shutdown.append(stop_background_work)
     app.on_cleanup.append(stop)
     return app

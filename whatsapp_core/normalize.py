@@ -33,6 +33,10 @@ from typing import Any
 from whatsapp_core.unsupported import UnsupportedMessage, detect_unsupported
 from whatsapp_core.webhook import BusinessNumber, Contact, InboundMessage
 
+MAX_TEXT_CHARS = 4096
+"""WhatsApp's own limit for a text body; longer texts (never sent by WhatsApp) are cut
+so one hostile body cannot stall NLU for every contact."""
+
 MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 ENTRY_POINT_SOURCES = frozenset({"ad", "post"})
 
@@ -190,6 +194,9 @@ def normalize(
         text = intent_command("whatsapp_unsupported", {"unsupported_kind": unsupported.kind.value})
     else:
         text = _content_text(message, details)
+        if len(text) > MAX_TEXT_CHARS:
+            text = text[:MAX_TEXT_CHARS]
+            details["truncated"] = True
         if not text:
             # An empty text body or title: nothing to read, but never dropped.
             text = intent_command("whatsapp_unsupported", {"unsupported_kind": "unknown"})

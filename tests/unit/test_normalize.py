@@ -219,3 +219,12 @@ def test_message_without_id_gets_stable_synthetic_id():
 def test_intent_command_is_json_rasa_can_parse():
     text = intent_command("whatsapp_location", {"latitude": 1.5, "location_name": 'a "b"'})
     assert json.loads(text[len("/whatsapp_location"):]) == {"latitude": 1.5, "location_name": 'a "b"'}
+
+
+def test_overlong_text_is_cut_to_whatsapps_limit_and_flagged():
+    message = InboundMessage.from_dict(
+        {"from": "1", "id": "wamid.long", "timestamp": "1", "type": "text", "text": {"body": "a" * 100_000}}
+    )
+    result = normalize(message, None, BusinessNumber("1", "2"), received_at=NOW)
+    assert len(result.text) == 4096
+    assert result.metadata["whatsapp"]["truncated"] is True

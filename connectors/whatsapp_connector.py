@@ -28,6 +28,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
@@ -37,11 +38,13 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from sqlalchemy.engine import make_url
 
+from connectors.agent_api import register_agent_routes
 from whatsapp_core.config import ChannelConfig
-from whatsapp_core.delivery import DeliveryFailure
 from whatsapp_core.graph_client import GraphClient
 from whatsapp_core.outbound import InvalidOutboundMessage, build_messages
-from whatsapp_core.receiver import WebhookReceiver
+from whatsapp_core.receiver import TEMPLATE_FAILED_INTENT, ExternalIntent, WebhookReceiver
+from whatsapp_core.reopening import TemplateResources
+from whatsapp_core.send_rules import SendRules
 from whatsapp_core.sender import OutboundSender
 from whatsapp_core.signature import SIGNATURE_HEADER
 from whatsapp_core.store import InboxItem, WhatsAppStore
@@ -50,7 +53,6 @@ from whatsapp_core.webhook import MAX_BODY_BYTES
 logger = logging.getLogger(__name__)
 
 CHANNEL_NAME = "whatsapp"
-DELIVERY_FAILED_INTENT = "whatsapp_delivery_failed"
 DEFAULT_STORE_URL = "sqlite:///whatsapp.db"
 
 
@@ -124,23 +126,43 @@ class WhatsAppOutput(OutputChannel):
 
 
 class _Runtime:
-    """Store, Graph client, sender and receiver of one running server."""
+    """Store, Graph client, sending rules, sender and receiver of one running server."""
 
     def __init__(
-        self, config: ChannelConfig, store_url: str, turn, already_handled, on_failure
+        self, config: ChannelConfig, store_url: str, turn, already_handled, trigger
     ) -> None:
         self.store = WhatsAppStore(store_url, instance_id=_instance_id())
         self.graph = GraphClient(
             config.api_base_url, config.api_version, timeout=config.send_timeout_seconds
+        )
+        resources = TemplateResources(
+            store_url=store_url,
+            catalogue_path=Path(config.template_catalogue),
+            rate_card_path=Path(config.rate_card),
+        )
+        self.rules = SendRules(
+            self.store, resources, closed_window_template=config.closed_window_template
         )
         self.sender = OutboundSender(
             self.store,
             self.graph,
             access_token_for=lambda _phone_number_id: config.access_token,
             default_phone_number_id=config.phone_number_id,
+            rules=self.rules,
+            on_template_failure=self._template_failed,
+            follow_up_after_seconds=config.follow_up_after_seconds,
         )
         self.receiver = WebhookReceiver(
-            config, self.store, self.sender, turn, already_handled, on_failure
+            config, self.store, self.sender, turn, already_handled, trigger, self.rules
+        )
+
+    def _template_failed(
+        self, conversation_id: str, phone_number_id: str | None, reason: str
+    ) -> None:
+        self.receiver.submit_external(
+            ExternalIntent(
+                conversation_id, TEMPLATE_FAILED_INTENT, {"reason": reason}, phone_number_id
+            )
         )
 
     async def close(self) -> None:
@@ -210,30 +232,29 @@ class WhatsAppInput(InputChannel):
                 for event in tracker.events
             )
 
-        async def on_failure(failure: DeliveryFailure) -> None:
-            """Let stories react: trigger ``whatsapp_delivery_failed`` as an external event."""
+        async def trigger(external: ExternalIntent) -> None:
+            """Trigger an intent the channel raises (delivery failure, follow-up...)."""
             agent = getattr(app.ctx, "agent", None)
             if agent is None or not agent.is_ready():
                 return
-            if DELIVERY_FAILED_INTENT not in agent.domain.intents:
+            if external.intent not in agent.domain.intents:
+                logger.info("WhatsApp: %s is not in the domain; not triggered", external.intent)
                 return
             output = WhatsAppOutput(
                 runtime.sender,
-                conversation_id=failure.conversation_id,
-                phone_number_id=self.config.phone_number_id,
-                recipient=failure.conversation_id,
+                conversation_id=external.conversation_id,
+                phone_number_id=external.phone_number_id or self.config.phone_number_id,
+                recipient=external.conversation_id,
             )
-            async with agent.lock_store.lock(failure.conversation_id):
+            async with agent.lock_store.lock(external.conversation_id):
                 tracker = await agent.processor.fetch_tracker_and_update_session(
-                    failure.conversation_id, output
+                    external.conversation_id, output
                 )
-                await agent.trigger_intent(
-                    DELIVERY_FAILED_INTENT, {"error_code": failure.code}, output, tracker
-                )
+                await agent.trigger_intent(external.intent, external.entities, output, tracker)
 
         store_url = self.config.store_url or _tracker_store_url(app) or DEFAULT_STORE_URL
         runtime = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: _Runtime(self.config, store_url, turn, already_handled, on_failure)
+            None, lambda: _Runtime(self.config, store_url, turn, already_handled, trigger)
         )
         logger.info("WhatsApp channel store: %s", _redact_url(store_url))
         await runtime.receiver.recover()
@@ -294,6 +315,7 @@ class WhatsAppInput(InputChannel):
                 return response.text("temporarily unavailable", status=503)
             return response.text(result.reason, status=result.http_status)
 
+        register_agent_routes(webhook, self, lambda app: self.runtime(app, on_new_message))
         return webhook
 
 

@@ -48,7 +48,11 @@ class ChannelConfig:
     """Validated settings of one ``whatsapp`` channel entry.
 
     ``store_url`` None means: use the database of Rasa's SQL tracker store (or a
-    local SQLite file when the tracker store is not SQL).
+    local SQLite file when the tracker store is not SQL). ``closed_window_template``:
+    the approved template that replaces a free-form reply when the contact's window is
+    closed (an empty value holds such replies instead). ``follow_up_after_seconds``:
+    how long a contact may stay silent after the bot asked something before the
+    ``whatsapp_follow_up`` intent fires (0 disables follow-ups).
     """
 
     verify_token: str
@@ -65,6 +69,11 @@ class ChannelConfig:
     store_url: str | None = None
     send_timeout_seconds: float = 10.0
     stuck_after_seconds: float = 3600.0
+    agent_token: str | None = None
+    closed_window_template: str | None = "follow_up"
+    follow_up_after_seconds: float = 4 * 3600.0
+    template_catalogue: str = "templates/catalogue.yml"
+    rate_card: str = "templates/rate_card.yml"
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> ChannelConfig:
@@ -93,4 +102,16 @@ class ChannelConfig:
             store_url=_text(credentials.get("store_url")),
             send_timeout_seconds=_number(credentials.get("send_timeout_seconds"), 10.0),
             stuck_after_seconds=_number(credentials.get("stuck_after_seconds"), 3600.0),
+            agent_token=_text(credentials.get("agent_token")),
+            closed_window_template=(
+                _text(credentials.get("closed_window_template"))
+                if "closed_window_template" in credentials
+                else "follow_up"
+            ),
+            follow_up_after_seconds=_number(
+                credentials.get("follow_up_after_seconds"), 4 * 3600.0
+            ),
+            template_catalogue=_text(credentials.get("template_catalogue"))
+            or "templates/catalogue.yml",
+            rate_card=_text(credentials.get("rate_card")) or "templates/rate_card.yml",
         )

@@ -215,15 +215,12 @@ def _insert_new(connection: Connection, table: sa.Table, values: dict[str, Any])
     elif dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        exists = connection.execute(
-            sa.select(sa.literal(1)).select_from(table).filter_by(
-                **{column.name: values[column.name] for column in table.primary_key}
-            )
-        ).first()
-        if exists:
+        try:
+            with connection.begin_nested():
+                connection.execute(table.insert().values(**values))
+            return True
+        except sa.exc.IntegrityError:
             return False
-        connection.execute(table.insert().values(**values))
-        return True
     return connection.execute(insert(table).values(**values).on_conflict_do_nothing()).rowcount == 1
 
 
@@ -339,8 +336,13 @@ def reserve(
         )
     account = _account(connection)
     _check_currency(account, currency)
-    if account is not None:
+    if account is not None and account.currency != account_currency:
         account_currency = account.currency
+        connection.execute(
+            ledger_reservations.update()
+            .where(ledger_reservations.c.key == key)
+            .values(currency=account_currency)
+        )
     held = price == 0 or connection.execute(
         ledger_account.update()
         .where(ledger_account.c.id == ACCOUNT_ID)
@@ -355,11 +357,6 @@ def reserve(
         connection.execute(ledger_reservations.delete().where(ledger_reservations.c.key == key))
         available = account.available if account is not None else 0
         return InsufficientBalance(key, price, available, account_currency)
-    connection.execute(
-        ledger_reservations.update()
-        .where(ledger_reservations.c.key == key)
-        .values(currency=account_currency)
-    )
     _entry(
         connection,
         EntryKind.RESERVATION,

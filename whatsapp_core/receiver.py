@@ -21,7 +21,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
+from whatsapp_core import followups
 from whatsapp_core.config import ChannelConfig
 from whatsapp_core.delivery import STUCK_EXPLANATION, DeliveryFailure
 from whatsapp_core.errors import lookup
@@ -29,9 +31,17 @@ from whatsapp_core.masking import mask_phone
 from whatsapp_core.normalize import UnattributableMessage, normalize
 from whatsapp_core.ordered import OrderedWorkers
 from whatsapp_core.outbound import MenuOption, NumberedMenu
+from whatsapp_core.send_rules import SendRules
 from whatsapp_core.sender import OutboundSender, ReadReceipt
 from whatsapp_core.signature import verify_signature
-from whatsapp_core.store import InboxItem, OutboxState, StatusChange, WhatsAppStore
+from whatsapp_core.store import (
+    AppliedStatus,
+    InboxItem,
+    OutboxState,
+    StatusChange,
+    WhatsAppStore,
+)
+from whatsapp_core.template_status import record_status, status_update_from_webhook
 from whatsapp_core.webhook import (
     Change,
     DeliveryState,
@@ -42,9 +52,25 @@ from whatsapp_core.webhook import (
 
 logger = logging.getLogger(__name__)
 
+DELIVERY_FAILED_INTENT = "whatsapp_delivery_failed"
+FOLLOW_UP_INTENT = "whatsapp_follow_up"
+TEMPLATE_FAILED_INTENT = "whatsapp_template_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalIntent:
+    """An intent the channel triggers in a conversation (never a contact message: it does
+    not open the window). Runs in order with the conversation's turns."""
+
+    conversation_id: str
+    intent: str
+    entities: dict[str, Any]
+    phone_number_id: str | None = None
+
+
 TurnCallback = Callable[[InboxItem], Awaitable[None]]
 HandledCheck = Callable[[InboxItem], Awaitable[bool]]
-FailureCallback = Callable[[DeliveryFailure], Awaitable[None]]
+TriggerCallback = Callable[[ExternalIntent], Awaitable[None]]
 
 _OUTBOX_STATE = {
     DeliveryState.SENT: OutboxState.SENT,
@@ -76,15 +102,17 @@ class WebhookReceiver:
         sender: OutboundSender,
         turn: TurnCallback,
         already_handled: HandledCheck | None = None,
-        on_failure: FailureCallback | None = None,
+        trigger: TriggerCallback | None = None,
+        rules: SendRules | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.sender = sender
         self._turn = turn
         self._already_handled = already_handled
-        self._on_failure = on_failure
-        self._turns: OrderedWorkers[InboxItem | DeliveryFailure] = OrderedWorkers(
+        self._trigger = trigger
+        self._rules = rules
+        self._turns: OrderedWorkers[InboxItem | ExternalIntent] = OrderedWorkers(
             "whatsapp-turns",
             self._run_job,
             key=lambda job: job.conversation_id,
@@ -114,9 +142,15 @@ class WebhookReceiver:
         failures = await self._record_statuses(envelope)
         for change in envelope.changes:
             self._route_other(change)
+            if change.route is WebhookField.TEMPLATE_STATUS:
+                await self._record_template_statuses(change)
         self._turns.submit(new)
-        if self._on_failure is not None:
-            self._turns.submit(failures)
+        for failure in failures:
+            self.submit_external(
+                ExternalIntent(
+                    failure.conversation_id, DELIVERY_FAILED_INTENT, {"error_code": failure.code}
+                )
+            )
         return WebhookResult(200, "ok", len(new), len(items) - len(new), len(envelope.statuses))
 
     def _serves(self, phone_number_id: str | None) -> bool:
@@ -187,6 +221,7 @@ class WebhookReceiver:
         failures = []
         for applied in await self.store.apply_statuses(changes):
             change = applied.change
+            await self._settle(applied)
             if change.state is not OutboxState.FAILED:
                 continue
             failure = DeliveryFailure.from_error(
@@ -206,6 +241,23 @@ class WebhookReceiver:
             )
             failures.append(failure)
         return failures
+
+    async def _settle(self, applied: AppliedStatus) -> None:
+        """Settle a template's ledger reservation from Meta's pricing (or release it)."""
+        if self._rules is None:
+            return
+        change = applied.change
+        if change.pricing:
+            await self._rules.settle(change.wamid, change.pricing)
+        elif change.state is OutboxState.FAILED and applied.outbox_id is not None:
+            await self._rules.release(applied.outbox_id, f"failed {change.error_code}")
+
+    async def _record_template_statuses(self, change: Change) -> None:
+        update = status_update_from_webhook(change.value)
+        if update is None:
+            return
+        name, language, event, reason = update
+        await self.store.run(lambda c: record_status(c, name, language, event, reason))
 
     def _route_other(self, change: Change) -> None:
         """Log what is not a contact message or a status, by field."""
@@ -241,15 +293,21 @@ class WebhookReceiver:
             logger.info("WhatsApp '%s' webhook acknowledged", change.field or "?")
 
     # ----------------------------------------------------------------- turns
-    async def _run_job(self, job: InboxItem | DeliveryFailure) -> None:
-        """A contact's turn, or a delivery failure the bot may react to, in order."""
-        if isinstance(job, DeliveryFailure):
-            if self._on_failure is not None:
-                await self._on_failure(job)
+    def submit_external(self, intent: ExternalIntent) -> None:
+        """Trigger ``intent`` after the conversation's queued turns (if a trigger is wired)."""
+        if self._trigger is not None:
+            self._turns.submit([intent])
+
+    async def _run_job(self, job: InboxItem | ExternalIntent) -> None:
+        """A contact's turn, or an intent the channel triggers, in conversation order."""
+        if isinstance(job, ExternalIntent):
+            if self._trigger is not None:
+                await self._trigger(job)
             return
         await self._run_turn(job)
 
     async def _run_turn(self, item: InboxItem) -> None:
+        await self.store.run(lambda c: followups.cancel(c, item.conversation_id))
         item = await self._resolve_menu_choice(item)
         readable = item.phone_number_id and item.message_id.startswith("wamid.")
         if self.config.mark_as_read and readable:
@@ -317,6 +375,10 @@ class WebhookReceiver:
                         mask_phone(record.recipient),
                         int(time.time() - record.updated_at),
                         STUCK_EXPLANATION,
+                    )
+                for conversation_id, phone_number_id in await self.store.run(followups.claim_due):
+                    self.submit_external(
+                        ExternalIntent(conversation_id, FOLLOW_UP_INTENT, {}, phone_number_id)
                     )
                 if time.monotonic() - last_prune > 3600:
                     last_prune = time.monotonic()

@@ -78,3 +78,25 @@ status_events = sa.Table(
     sa.Column("pricing_json", sa.Text),
     sa.Index("ix_whatsapp_status_events_conversation", "conversation_id", "received_at"),
 )
+
+template_statuses = sa.Table(
+    "whatsapp_template_statuses",
+    metadata,
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("language", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+followups = sa.Table(
+    "whatsapp_followups",
+    metadata,
+    sa.Column("conversation_id", sa.String(255), primary_key=True),
+    sa.Column("phone_number_id", sa.String(64)),
+    sa.Column("due_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("fired_at", sa.Float),
+    sa.Index("ix_whatsapp_followups_due", "state", "due_at"),
+)

@@ -13,13 +13,26 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from whatsapp_core import followups
 from whatsapp_core.graph_client import GraphClient
 from whatsapp_core.masking import mask_phone
 from whatsapp_core.ordered import OrderedWorkers
-from whatsapp_core.outbound import OutboundMessage
+from whatsapp_core.outbound import OutboundKind, OutboundMessage
+from whatsapp_core.send_rules import SendRules
 from whatsapp_core.store import OutboxItem, OutboxState, WhatsAppStore
 
 logger = logging.getLogger(__name__)
+
+
+def asks_something(message: OutboundMessage) -> bool:
+    """Does the message wait for an answer (choices, or text ending with a question)?"""
+    if message.kind in (
+        OutboundKind.INTERACTIVE_BUTTONS, OutboundKind.INTERACTIVE_LIST, OutboundKind.MENU
+    ):
+        return True
+    if message.kind is OutboundKind.TEXT:
+        return str(message.body.get("text", {}).get("body", "")).rstrip().endswith("?")
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +55,17 @@ class OutboundSender:
         *,
         access_token_for: Callable[[str | None], str],
         default_phone_number_id: str,
+        rules: SendRules | None = None,
+        on_template_failure: Callable[[str, str | None, str], None] | None = None,
+        follow_up_after_seconds: float = 0,
     ) -> None:
         self._store = store
         self._graph = graph
         self._token_for = access_token_for
         self._default_phone_number_id = default_phone_number_id
+        self._rules = rules
+        self._on_template_failure = on_template_failure
+        self._follow_up_after = follow_up_after_seconds
         self._workers: OrderedWorkers[OutboxItem | ReadReceipt] = OrderedWorkers(
             "whatsapp-outbound", self._deliver, key=lambda job: job.recipient
         )
@@ -60,11 +79,39 @@ class OutboundSender:
     ) -> list[OutboxItem]:
         """Durably queue ``messages`` for ``recipient`` and start sending them in order.
 
-        Returns once they are in the outbox, not when Meta answered. A numbered
-        menu among them is remembered for the conversation, so the contact's
-        reply "2" maps back to the second option's payload.
+        Returns once they are in the outbox, not when Meta answered. WhatsApp's rules
+        apply first (:mod:`whatsapp_core.send_rules`): free-form messages outside the
+        window become the re-engagement template or are held, with the reason on the
+        timeline. A numbered menu among them is remembered for the conversation, so the
+        contact's reply "2" maps back to the second option's payload. When the last
+        message asks something, a follow-up is scheduled.
         """
         phone_number_id = phone_number_id or self._default_phone_number_id
+        if self._rules is not None:
+            screened = await self._rules.screen(conversation_id, phone_number_id, messages)
+            if screened.held:
+                await self._store.record_unsent(
+                    conversation_id,
+                    phone_number_id,
+                    recipient,
+                    [
+                        (m.kind.value, m.to_payload(recipient), OutboxState.HELD, reason, "")
+                        for m, reason in screened.held
+                    ],
+                )
+                logger.info(
+                    "WhatsApp: %d message(s) to %s held: %s",
+                    len(screened.held),
+                    mask_phone(recipient),
+                    screened.held[0][1],
+                )
+            if screened.template_failure is not None:
+                self._report_template_failure(
+                    conversation_id, phone_number_id, screened.template_failure
+                )
+            messages = screened.send
+        if not messages:
+            return []
         queued = await self._store.enqueue_outbound(
             conversation_id,
             phone_number_id,
@@ -81,7 +128,19 @@ class OutboundSender:
                     ],
                 )
         self._workers.submit(queued)
+        if self._follow_up_after > 0 and asks_something(messages[-1]):
+            await self._store.run(
+                lambda c: followups.schedule(
+                    c, conversation_id, phone_number_id, self._follow_up_after
+                )
+            )
         return queued
+
+    def _report_template_failure(
+        self, conversation_id: str, phone_number_id: str | None, reason: str
+    ) -> None:
+        if self._on_template_failure is not None:
+            self._on_template_failure(conversation_id, phone_number_id, reason)
 
     async def record_invalid(
         self,
@@ -92,19 +151,11 @@ class OutboundSender:
         reason: str,
     ) -> None:
         """Record a response that could not be turned into a valid message, unsent."""
-        (row,) = await self._store.enqueue_outbound(
+        await self._store.record_unsent(
             conversation_id,
             phone_number_id or self._default_phone_number_id,
             recipient,
-            [("invalid", {"response": response})],
-        )
-        await self._store.finish_outbound(
-            row.id,
-            state=OutboxState.FAILED,
-            wamid=None,
-            attempts=0,
-            error_title="invalid response",
-            error_details=reason,
+            [("invalid", {"response": response}, OutboxState.FAILED, "invalid response", reason)],
         )
 
     def resume(self, items: Sequence[OutboxItem]) -> None:
@@ -139,6 +190,25 @@ class OutboundSender:
                 )
             return
         phone_number_id = job.phone_number_id or self._default_phone_number_id
+        billed = self._rules is not None and job.kind == OutboundKind.TEMPLATE.value
+        if billed:
+            refused = await self._rules.reserve(job.id, job.conversation_id, job.payload)
+            if refused is not None:
+                logger.warning(
+                    "WhatsApp: template to %s not sent: %s", mask_phone(job.recipient), refused
+                )
+                await self._store.finish_outbound(
+                    job.id,
+                    state=OutboxState.HELD,
+                    wamid=None,
+                    attempts=0,
+                    error_title="insufficient balance",
+                    error_details=refused,
+                )
+                self._report_template_failure(
+                    job.conversation_id, phone_number_id, "insufficient_balance"
+                )
+                return
         result = await self._graph.send_message(
             phone_number_id, self._token_for(phone_number_id), job.payload
         )
@@ -146,7 +216,11 @@ class OutboundSender:
             await self._store.finish_outbound(
                 job.id, state=OutboxState.SENT, wamid=result.wamid, attempts=result.attempts
             )
+            if billed and result.wamid:
+                await self._rules.attach(job.id, result.wamid)
             return
+        if billed:
+            await self._rules.release(job.id, "send failed")
         # The Graph client already logged the failure with its code and meaning.
         error = result.error
         info = error.info if error is not None else None

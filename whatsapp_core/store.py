@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+import whatsapp_core.handover  # noqa: F401 - registers the handover queue table
+import whatsapp_core.ledger  # noqa: F401 - registers the ledger tables
 from whatsapp_core.schema import STUCK, inbox, menus, metadata, outbox, status_events
 from whatsapp_core.timeline import TimelineEntry, load_timeline
 
@@ -366,6 +368,38 @@ class WhatsAppStore:
             return queued
 
         return await self.run(insert)
+
+    async def record_unsent(
+        self,
+        conversation_id: str,
+        phone_number_id: str | None,
+        recipient: str,
+        messages: Sequence[tuple[str, dict[str, Any], OutboxState, str, str]],
+    ) -> None:
+        """Record ``(kind, payload, state, title, details)`` messages that will not be sent
+        (held by a WhatsApp rule, or invalid), so they are on the timeline with the reason."""
+
+        def insert(connection: Connection) -> None:
+            now = time.time()
+            for kind, payload, state, title, details in messages:
+                connection.execute(
+                    outbox.insert().values(
+                        conversation_id=conversation_id,
+                        phone_number_id=phone_number_id,
+                        recipient=recipient,
+                        kind=kind,
+                        payload_json=json.dumps(payload, ensure_ascii=False),
+                        state=state.value,
+                        error_title=title,
+                        error_details=details,
+                        attempts=0,
+                        owner=self.instance_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+
+        await self.run(insert)
 
     async def finish_outbound(
         self,

@@ -332,8 +332,10 @@ def facts_from_events(
     """Fold Rasa tracker events (dicts, as ``tracker.events`` gives them) into facts.
 
     ``previous``: facts from earlier sessions (:meth:`ConversationFacts.from_slots`); events
-    already folded into them may be replayed without changing anything. Each contact
-    message (see :func:`_contact_message`) is merged with :func:`merge_facts`. The first
+    already folded into them may be replayed without changing anything. Contact messages
+    are ``user`` events with ``metadata.whatsapp.timestamp``, except ``EXTERNAL:`` intents
+    (``trigger_intent``, reminders) and WhatsApp ``system`` messages; each is merged with
+    :func:`merge_facts`. The first
     ``bot`` event after the entry message is the business's answer; for an entry point
     carried over in ``previous`` whose message is not among ``events``, the first bot event
     whose Rasa timestamp is not before the entry message's time.

@@ -85,6 +85,12 @@ class WebhookSink:
             return web.Response(text=request.query.get("hub.challenge", ""))
         return web.Response(status=403)
 
+    @property
+    def last_messages(self) -> list[dict[str, Any]]:
+        """The messages of the last delivery that carried any (status webhooks of earlier
+        sends may arrive after an inbound message)."""
+        return next((d.messages for d in reversed(self.deliveries) if d.messages), [])
+
     def statuses(self, wamid: str | None = None) -> list[dict[str, Any]]:
         return [s for d in self.deliveries for s in d.statuses if wamid is None or s["id"] == wamid]
 

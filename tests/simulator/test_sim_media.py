@@ -138,12 +138,12 @@ async def test_inbound_media_with_given_content(sim):
         caption="my receipt",
         content_base64=base64.b64encode(content).decode(),
     )
-    document = sim.sink.deliveries[-1].messages[0]["document"]
+    document = sim.sink.last_messages[0]["document"]
     assert document["filename"] == "receipt.pdf"
     _, meta = await sim.graph("GET", f"/v21.0/{played['media_id']}")
     assert meta["file_size"] == len(content)
     assert (await sim.graph("GET", local(meta["url"])))[1] == content
     await sim.inbound(type="audio", voice=True)
-    audio = sim.sink.deliveries[-1].messages[0]["audio"]
+    audio = sim.sink.last_messages[0]["audio"]
     assert audio["voice"] is True
     assert audio["mime_type"] == "audio/ogg; codecs=opus"

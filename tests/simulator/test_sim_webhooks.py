@@ -285,7 +285,7 @@ async def test_inbound_text_matches_meta_sample(sim):
 )
 async def test_inbound_shapes_match_meta_samples(sim, spec: dict, sample: str):
     await sim.inbound(**spec)
-    (message,) = sim.sink.deliveries[-1].messages
+    (message,) = sim.sink.last_messages
     expected = sample_message(sample)
     assert set(message) == set(expected)
     kind = expected["type"]
@@ -313,11 +313,11 @@ async def test_interactive_reply_type_follows_the_business_message(sim):
         }
     )
     await sim.inbound(type="interactive", reply_to=list_wamid, id="a", title="A")
-    message = sim.sink.deliveries[-1].messages[0]
+    message = sim.sink.last_messages[0]
     assert message["interactive"] == {"type": "list_reply", "list_reply": {"id": "a", "title": "A"}}
     assert message["context"] == {"from": sim.display_number, "id": list_wamid}
     await sim.inbound(type="interactive", reply_type="nfm_reply", response_json={"flow_token": "t"})
-    nfm = sim.sink.deliveries[-1].messages[0]["interactive"]["nfm_reply"]
+    nfm = sim.sink.last_messages[0]["interactive"]["nfm_reply"]
     assert json.loads(nfm["response_json"]) == {"flow_token": "t"}
     assert nfm["name"] == "flow"
 
@@ -325,7 +325,7 @@ async def test_interactive_reply_type_follows_the_business_message(sim):
 async def test_unsupported_error_codes(sim):
     for code in (131051, 131052, 131060, 130501):
         await sim.inbound(type="unsupported", unsupported_type="keep_in_chat", error_code=code)
-        assert sim.sink.deliveries[-1].messages[0]["errors"][0]["code"] == code
+        assert sim.sink.last_messages[0]["errors"][0]["code"] == code
     status, body = await sim.control(
         "POST", "/_sim/inbound", {"from": sim.contact, "type": "unsupported", "error_code": 1}
     )
@@ -342,7 +342,7 @@ async def test_raw_message_is_sent_verbatim(sim):
     }
     played = await sim.inbound(raw=raw)
     assert played["wamid"] == "wamid.RAW1"
-    assert sim.sink.deliveries[-1].messages == [raw]
+    assert sim.sink.last_messages == [raw]
     status, body = await sim.send({"status": "read", "message_id": "wamid.RAW1"})
     assert status == 200, body
 

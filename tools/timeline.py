@@ -41,7 +41,9 @@ def render(entries: list[TimelineEntry]) -> str:
             )
         if entry.failure:
             code = entry.failure.get("error_code")
-            label = f"FAILED {code}" if code else "NOT DELIVERED"
+            label = "HELD" if entry.failure.get("held") else (
+                f"FAILED {code}" if code else "NOT DELIVERED"
+            )
             lines.append(f"      {label}: {entry.failure['explanation']}")
             lines.append(f"      what to do: {', '.join(entry.failure['recommended_actions'])}")
     return "\n".join(lines) if lines else "no messages for this contact"

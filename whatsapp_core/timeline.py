@@ -18,6 +18,14 @@ from sqlalchemy.engine import Connection
 from whatsapp_core.delivery import STUCK_ACTIONS, STUCK_EXPLANATION, DeliveryFailure
 from whatsapp_core.schema import STUCK, inbox, outbox, status_events
 
+HELD_EXPLANATIONS = {
+    "window_closed": (
+        "Not sent: more than 24 hours have passed since the contact's last message, and "
+        "WhatsApp then allows only approved templates."
+    ),
+    "insufficient balance": "Not sent: the template balance does not cover its price.",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
@@ -105,6 +113,15 @@ def load_timeline(connection: Connection, conversation_id: str) -> list[Timeline
                 title=row.error_title,
                 details=row.error_details,
             ).to_dict()
+        elif row.state == "held":
+            failure = {
+                "held": True,
+                "reason": row.error_title,
+                "explanation": HELD_EXPLANATIONS.get(
+                    row.error_title or "", row.error_details or ""
+                ),
+                "recommended_actions": ["send_template", "ask_contact_to_write_again"],
+            }
         elif row.state == "sent" and any(e.state == STUCK for e in row_events):
             failure = {
                 "stuck": True,

@@ -24,6 +24,7 @@ RASA = str(Path(sys.executable).parent / "rasa")
 SECRET = "e2e-app-secret"
 TOKEN = "e2e-access-token"
 VERIFY = "e2e-verify"
+FOLLOW_UP_AFTER = 6
 
 
 @dataclass
@@ -87,7 +88,8 @@ def start_rasa(tmp: Path, sim: SimulatorProcess, rasa_port: int, actions_port: i
         f"  phone_number_id: {sim.phone_number_id}\n"
         f"  api_base_url: {sim.base_url}\n"
         "  api_version: v21.0\n"
-        "  recovery_lease_seconds: 2\n" + extra_credentials
+        "  recovery_lease_seconds: 2\n"
+        f"  follow_up_after_seconds: {FOLLOW_UP_AFTER}\n" + extra_credentials
     )
     (tmp / "endpoints.yml").write_text(
         f"action_endpoint:\n  url: http://127.0.0.1:{actions_port}/webhook\n"

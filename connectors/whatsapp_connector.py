@@ -41,6 +41,7 @@ from sqlalchemy.engine import make_url
 from connectors.agent_api import register_agent_routes
 from whatsapp_core.config import ChannelConfig
 from whatsapp_core.graph_client import GraphClient
+from whatsapp_core.numbers import BusinessNumbers
 from whatsapp_core.outbound import InvalidOutboundMessage, build_messages
 from whatsapp_core.receiver import TEMPLATE_FAILED_INTENT, ExternalIntent, WebhookReceiver
 from whatsapp_core.reopening import TemplateResources
@@ -70,11 +71,15 @@ class WhatsAppOutput(OutputChannel):
         conversation_id: str | None = None,
         phone_number_id: str | None = None,
         recipient: str | None = None,
+        numbers: BusinessNumbers | None = None,
     ) -> None:
+        """Bound to one conversation (a webhook turn), or, with ``numbers`` only, to
+        whatever conversation Rasa names (``trigger_intent``, reminders)."""
         self._sender = sender
         self._conversation_id = conversation_id
         self._phone_number_id = phone_number_id
         self._recipient = recipient
+        self._numbers = numbers
 
     async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
         """Format a whole bot response (text, buttons, image, custom...) and queue it.
@@ -83,17 +88,20 @@ class WhatsAppOutput(OutputChannel):
         nothing is raised into Rasa (that would lose the whole turn).
         """
         conversation_id = self._conversation_id or recipient_id
-        recipient = self._recipient or recipient_id
+        recipient, phone_number_id = self._recipient, self._phone_number_id
+        if recipient is None and self._numbers is not None:
+            recipient, phone_number_id = self._numbers.address(recipient_id)
+        recipient = recipient or recipient_id
         try:
             messages = build_messages(message)
         except InvalidOutboundMessage as error:
             logger.error("WhatsApp reply not sent, invalid response: %s", error)
             await self._sender.record_invalid(
-                conversation_id, self._phone_number_id, recipient, message, str(error)
+                conversation_id, phone_number_id, recipient, message, str(error)
             )
             return
         if messages:
-            await self._sender.send(conversation_id, self._phone_number_id, recipient, messages)
+            await self._sender.send(conversation_id, phone_number_id, recipient, messages)
 
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
         await self.send_response(recipient_id, {"text": text})
@@ -146,7 +154,7 @@ class _Runtime:
         self.sender = OutboundSender(
             self.store,
             self.graph,
-            access_token_for=lambda _phone_number_id: config.access_token,
+            access_token_for=config.numbers.access_token,
             default_phone_number_id=config.phone_number_id,
             rules=self.rules,
             on_template_failure=self._template_failed,
@@ -240,11 +248,12 @@ class WhatsAppInput(InputChannel):
             if external.intent not in agent.domain.intents:
                 logger.info("WhatsApp: %s is not in the domain; not triggered", external.intent)
                 return
+            recipient, phone_number_id = self.config.numbers.address(external.conversation_id)
             output = WhatsAppOutput(
                 runtime.sender,
                 conversation_id=external.conversation_id,
-                phone_number_id=external.phone_number_id or self.config.phone_number_id,
-                recipient=external.conversation_id,
+                phone_number_id=external.phone_number_id or phone_number_id,
+                recipient=recipient,
             )
             async with agent.lock_store.lock(external.conversation_id):
                 tracker = await agent.processor.fetch_tracker_and_update_session(
@@ -271,7 +280,7 @@ class WhatsAppInput(InputChannel):
         """Output for replies Rasa sends outside a webhook turn (trigger_intent, reminders)."""
         if self._runtime is None:
             return None
-        return WhatsAppOutput(self._runtime.sender, phone_number_id=self.config.phone_number_id)
+        return WhatsAppOutput(self._runtime.sender, numbers=self.config.numbers)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("whatsapp_webhook", __name__)

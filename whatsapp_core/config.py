@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from whatsapp_core.numbers import BusinessNumbers, InvalidNumbers
+
 DEFAULT_API_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
 REQUIRED_KEYS = ("verify_token", "app_secret", "access_token", "phone_number_id")
@@ -47,18 +49,20 @@ def _number(value: Any, default: float) -> float:
 class ChannelConfig:
     """Validated settings of one ``whatsapp`` channel entry.
 
-    ``store_url`` None means: use the database of Rasa's SQL tracker store (or a
-    local SQLite file when the tracker store is not SQL). ``closed_window_template``:
-    the approved template that replaces a free-form reply when the contact's window is
-    closed (an empty value holds such replies instead). ``follow_up_after_seconds``:
-    how long a contact may stay silent after the bot asked something before the
-    ``whatsapp_follow_up`` intent fires (0 disables follow-ups).
+    ``phone_number_id`` is the primary number; ``numbers`` all served numbers (see
+    :mod:`whatsapp_core.numbers`). ``store_url`` None means: use the database of Rasa's SQL
+    tracker store (or a local SQLite file when the tracker store is not SQL).
+    ``closed_window_template``: the approved template that replaces a free-form reply when
+    the contact's window is closed (an empty value holds such replies instead).
+    ``follow_up_after_seconds``: how long a contact may stay silent after the bot asked
+    something before the ``whatsapp_follow_up`` intent fires (0 disables follow-ups).
     """
 
     verify_token: str
     app_secret: str
     access_token: str
     phone_number_id: str
+    numbers: BusinessNumbers
     api_base_url: str = DEFAULT_API_BASE_URL
     api_version: str = DEFAULT_API_VERSION
     mark_as_read: bool = True
@@ -85,11 +89,17 @@ class ChannelConfig:
                     f"WhatsApp channel: credentials.yml key '{key}' is missing or empty "
                     f"(set it, e.g. '{key}: ${{WHATSAPP_{key.upper()}}}' and export the variable)"
                 )
+        access_token = str(credentials["access_token"]).strip()
+        try:
+            numbers = BusinessNumbers.parse(credentials["phone_number_id"], access_token)
+        except InvalidNumbers as error:
+            raise MissingCredential(f"WhatsApp channel: {error}") from None
         return cls(
             verify_token=str(credentials["verify_token"]).strip(),
             app_secret=str(credentials["app_secret"]).strip(),
-            access_token=str(credentials["access_token"]).strip(),
-            phone_number_id=str(credentials["phone_number_id"]).strip(),
+            access_token=access_token,
+            phone_number_id=numbers.primary,
+            numbers=numbers,
             api_base_url=(_text(credentials.get("api_base_url")) or DEFAULT_API_BASE_URL).rstrip(
                 "/"
             ),

@@ -154,7 +154,7 @@ class WebhookReceiver:
         return WebhookResult(200, "ok", len(new), len(items) - len(new), len(envelope.statuses))
 
     def _serves(self, phone_number_id: str | None) -> bool:
-        if phone_number_id is None or phone_number_id == self.config.phone_number_id:
+        if self.config.numbers.serves(phone_number_id):
             return True
         if phone_number_id not in self._unserved_logged:
             self._unserved_logged.add(phone_number_id)
@@ -183,7 +183,9 @@ class WebhookReceiver:
             items.append(
                 InboxItem(
                     message_id=normalized.message_id,
-                    conversation_id=normalized.sender_id,
+                    conversation_id=self.config.numbers.conversation_id(
+                        normalized.sender_id, normalized.phone_number_id
+                    ),
                     phone_number_id=normalized.phone_number_id,
                     recipient=normalized.recipient,
                     wa_timestamp=normalized.timestamp,

@@ -78,6 +78,7 @@ class ChannelConfig:
     follow_up_after_seconds: float = 4 * 3600.0
     template_catalogue: str = "templates/catalogue.yml"
     rate_card: str = "templates/rate_card.yml"
+    album_window_seconds: float = 2.0
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> ChannelConfig:
@@ -124,4 +125,5 @@ class ChannelConfig:
             template_catalogue=_text(credentials.get("template_catalogue"))
             or "templates/catalogue.yml",
             rate_card=_text(credentials.get("rate_card")) or "templates/rate_card.yml",
+            album_window_seconds=_number(credentials.get("album_window_seconds"), 2.0),
         )

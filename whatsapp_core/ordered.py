@@ -23,7 +23,9 @@ class OrderedWorkers(Generic[Job]):
     """Run ``handle(job)`` for submitted jobs, in submit order per key.
 
     ``max_concurrent`` bounds how many handlers run at once across all keys (None:
-    no bound). A handler that raises is logged and the key's next job still runs.
+    no bound). ``prepare``, when given, runs first for each job outside that bound (it
+    may wait, and may :meth:`take` later jobs of the same key to merge them) and returns
+    the job to handle. A handler that raises is logged and the key's next job still runs.
     """
 
     def __init__(
@@ -32,9 +34,11 @@ class OrderedWorkers(Generic[Job]):
         handle: Callable[[Job], Awaitable[None]],
         key: Callable[[Job], str],
         max_concurrent: int | None = None,
+        prepare: Callable[[Job], Awaitable[Job]] | None = None,
     ) -> None:
         self._name = name
         self._handle = handle
+        self._prepare = prepare
         self._key = key
         self._slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
         self._queues: dict[str, deque[Job]] = {}
@@ -51,9 +55,24 @@ class OrderedWorkers(Generic[Job]):
                 self._idle.clear()
                 self._workers[key] = asyncio.create_task(self._work(key), name=self._name)
 
+    def take(self, key: str, wanted: Callable[[Job], bool]) -> list[Job]:
+        """Remove and return the queued jobs of ``key`` that are ``wanted``, from the front
+        of its queue up to the first job that is not."""
+        queue = self._queues.get(key)
+        taken: list[Job] = []
+        while queue and wanted(queue[0]):
+            taken.append(queue.popleft())
+        return taken
+
     async def _run_one(self, job: Job) -> None:
         try:
-            await self._handle(job)
+            if self._prepare is not None:
+                job = await self._prepare(job)
+            if self._slots is None:
+                await self._handle(job)
+            else:
+                async with self._slots:
+                    await self._handle(job)
         except Exception:  # noqa: BLE001 - one bad job must not stop the key's worker
             logger.exception("%s: job failed", self._name)
 
@@ -61,12 +80,7 @@ class OrderedWorkers(Generic[Job]):
         queue = self._queues[key]
         try:
             while queue:
-                job = queue.popleft()
-                if self._slots is None:
-                    await self._run_one(job)
-                else:
-                    async with self._slots:
-                        await self._run_one(job)
+                await self._run_one(queue.popleft())
         finally:
             del self._workers[key]
             del self._queues[key]

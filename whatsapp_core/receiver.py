@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from whatsapp_core import followups
+from whatsapp_core import albums, followups
 from whatsapp_core.config import ChannelConfig
 from whatsapp_core.delivery import STUCK_EXPLANATION, DeliveryFailure
 from whatsapp_core.errors import lookup
@@ -117,6 +117,7 @@ class WebhookReceiver:
             self._run_job,
             key=lambda job: job.conversation_id,
             max_concurrent=config.max_concurrent_turns,
+            prepare=self._gather_album,
         )
         self._unserved_logged: set[str] = set()
         self._sweeper: asyncio.Task | None = None
@@ -300,6 +301,18 @@ class WebhookReceiver:
         if self._trigger is not None:
             self._turns.submit([intent])
 
+    async def _gather_album(self, job: InboxItem | ExternalIntent) -> InboxItem | ExternalIntent:
+        """Wait briefly after a photo/video and merge the album it starts into one turn."""
+        window = self.config.album_window_seconds
+        if isinstance(job, ExternalIntent) or window <= 0 or not albums.is_album_part(job):
+            return job
+        await asyncio.sleep(window)
+        more = self._turns.take(
+            job.conversation_id,
+            lambda other: isinstance(other, InboxItem) and albums.same_album(job, other, window),
+        )
+        return albums.merge_album([job, *more])
+
     async def _run_job(self, job: InboxItem | ExternalIntent) -> None:
         """A contact's turn, or an intent the channel triggers, in conversation order."""
         if isinstance(job, ExternalIntent):
@@ -322,7 +335,8 @@ class WebhookReceiver:
                 )
             )
         await self._turn(item)
-        await self.store.mark_done(item.message_id)
+        for message_id in albums.message_ids(item):
+            await self.store.mark_done(message_id)
 
     async def _resolve_menu_choice(self, item: InboxItem) -> InboxItem:
         """Map a reply to a numbered text menu ("2") back to that option's payload."""

@@ -66,6 +66,7 @@ def credentials(tmp_path, **overrides) -> dict:
         "api_base_url": "http://127.0.0.1:9",
         "store_url": f"sqlite:///{tmp_path / 'channel.db'}",
         "mark_as_read": False,
+        "album_window_seconds": 0,
     }
     values.update(overrides)
     return values

@@ -242,3 +242,18 @@ async def test_accepted_message_survives_a_crash_before_its_turn(tmp_path):
         assert [t.text for t in second.turns] == ["survive me", "later"]
     finally:
         await stop_server(second, server2)
+
+
+async def test_reply_to_a_numbered_menu_becomes_the_option_payload(channel_server):
+    await channel_server.post(webhook(text_message("wamid.m0", "hi")))
+    await channel_server.settle()
+    store = channel_server.channel._runtime.store
+    options = [
+        {"number": 1, "title": "Track a very long order title", "payload": '/track{"n": 1}'},
+        {"number": 2, "title": "Talk to someone about billing", "payload": "/request_human"},
+    ]
+    await store.save_menu("16505551234", options)
+    await channel_server.post(webhook(text_message("wamid.m1", "2")))
+    await channel_server.post(webhook(text_message("wamid.m2", "2")))
+    await channel_server.settle()
+    assert [t.text for t in channel_server.turns] == ["hi", "/request_human", "2"]

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Connection, Engine
 
-from whatsapp_core.schema import metadata
+from whatsapp_core.schema import insert_ignoring_duplicate, metadata
 from whatsapp_core.window import WindowKind, WindowState
 
 MICRO = 1_000_000
@@ -207,23 +207,6 @@ class LedgerEntry:
     note: str | None
 
 
-def _insert_new(connection: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
-    """Insert unless the primary key exists (a write, so SQLite takes its lock first)."""
-    dialect = connection.dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        try:
-            with connection.begin_nested():
-                connection.execute(table.insert().values(**values))
-            return True
-        except sa.exc.IntegrityError:
-            return False
-    return connection.execute(insert(table).values(**values).on_conflict_do_nothing()).rowcount == 1
-
-
 def _account(connection: Connection) -> Any:
     return connection.execute(
         sa.select(ledger_account).where(ledger_account.c.id == ACCOUNT_ID)
@@ -274,7 +257,7 @@ def top_up(
     if amount <= 0:
         raise ValueError("a top-up must be positive")
     now = time.time()
-    _insert_new(
+    insert_ignoring_duplicate(
         connection,
         ledger_account,
         {
@@ -327,7 +310,7 @@ def reserve(
         "state": ReservationState.RESERVED.value,
         "created_at": time.time(),
     }
-    inserted = _insert_new(connection, ledger_reservations, values)
+    inserted = insert_ignoring_duplicate(connection, ledger_reservations, values)
     if not inserted:
         return _reservation(
             connection.execute(

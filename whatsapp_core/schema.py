@@ -7,6 +7,7 @@ PostgreSQL when scaled out) beside Rasa's own ``events`` table.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 STUCK = "stuck"
 """Status-event state of a message sent but never delivered within the configured time."""
@@ -100,3 +101,61 @@ followups = sa.Table(
     sa.Column("fired_at", sa.Float),
     sa.Index("ix_whatsapp_followups_due", "state", "due_at"),
 )
+
+# --- media (issue #10): inbound files and the upload cache; see whatsapp_core/media_fetch.py
+# and whatsapp_core/media_upload.py.
+media = sa.Table(
+    "whatsapp_media",
+    metadata,
+    sa.Column("message_id", sa.String(255), primary_key=True),
+    sa.Column("media_id", sa.String(255), nullable=False),
+    sa.Column("conversation_id", sa.String(255), nullable=False),
+    sa.Column("phone_number_id", sa.String(64)),
+    sa.Column("media_type", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32)),
+    sa.Column("detail", sa.Text),
+    sa.Column("store_key", sa.String(255)),
+    sa.Column("location", sa.Text),
+    sa.Column("mime_type", sa.String(255)),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("webhook_sha256", sa.String(128)),
+    sa.Column("filename", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_whatsapp_media_state", "state", "updated_at"),
+)
+
+media_uploads = sa.Table(
+    "whatsapp_media_uploads",
+    metadata,
+    sa.Column("phone_number_id", sa.String(64), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("media_id", sa.String(255), nullable=False),
+    sa.Column("mime_type", sa.String(255), nullable=False),
+    sa.Column("uploaded_at", sa.Float, nullable=False),
+)
+
+
+def insert_ignoring_duplicate(connection: Connection, table: sa.Table, values: dict) -> bool:
+    """Insert ``values`` unless the primary key exists; True when a row was inserted.
+
+    One statement on SQLite and PostgreSQL (``ON CONFLICT DO NOTHING``), so the insert
+    is also the duplicate check: two processes inserting the same key never both win.
+    """
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        try:
+            with connection.begin_nested():
+                connection.execute(table.insert().values(**values))
+            return True
+        except sa.exc.IntegrityError:
+            return False
+    statement = insert(table).values(**values).on_conflict_do_nothing()
+    return connection.execute(statement).rowcount == 1

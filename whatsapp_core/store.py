@@ -36,7 +36,15 @@ from sqlalchemy.engine import Connection, Engine
 
 import whatsapp_core.handover  # noqa: F401 - registers the handover queue table
 import whatsapp_core.ledger  # noqa: F401 - registers the ledger tables
-from whatsapp_core.schema import STUCK, inbox, menus, metadata, outbox, status_events
+from whatsapp_core.schema import (
+    STUCK,
+    inbox,
+    insert_ignoring_duplicate,
+    menus,
+    metadata,
+    outbox,
+    status_events,
+)
 from whatsapp_core.timeline import TimelineEntry, load_timeline
 
 T = TypeVar("T")
@@ -235,7 +243,7 @@ class WhatsAppStore:
                 "text": item.text,
                 "metadata_json": json.dumps(item.metadata, ensure_ascii=False, default=str),
             }
-            if _insert_ignoring_duplicate(connection, inbox, values):
+            if insert_ignoring_duplicate(connection, inbox, values):
                 new.append(item)
         return new
 
@@ -495,7 +503,7 @@ class WhatsAppStore:
                     "error_details": change.error_details,
                     "pricing_json": json.dumps(change.pricing) if change.pricing else None,
                 }
-                if not _insert_ignoring_duplicate(connection, status_events, event):
+                if not insert_ignoring_duplicate(connection, status_events, event):
                     continue
                 moved = row is not None and (
                     _STATE_RANK.get(row.state, 0) < _STATE_RANK[change.state.value]
@@ -552,7 +560,7 @@ class WhatsAppStore:
             return [
                 _outbox_record(row)
                 for row in rows
-                if _insert_ignoring_duplicate(
+                if insert_ignoring_duplicate(
                     connection,
                     status_events,
                     {**event, "wamid": row.wamid, "conversation_id": row.conversation_id},
@@ -633,24 +641,6 @@ def _inbox_item(row: Any) -> InboxItem:
         text=row.text,
         metadata=json.loads(row.metadata_json),
     )
-
-
-def _insert_ignoring_duplicate(connection: Connection, table: sa.Table, values: dict) -> bool:
-    """Insert ``values`` unless the primary key exists; True when a row was inserted."""
-    dialect = connection.dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        try:
-            with connection.begin_nested():
-                connection.execute(table.insert().values(**values))
-            return True
-        except sa.exc.IntegrityError:
-            return False
-    statement = insert(table).values(**values).on_conflict_do_nothing()
-    return connection.execute(statement).rowcount == 1
 
 
 def _set_result(future: asyncio.Future, result: Any) -> None:

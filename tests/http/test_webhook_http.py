@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import corpus_body, corpus_files
 from tests.http.conftest import (
@@ -18,6 +19,7 @@ from tests.http.conftest import (
     stop_server,
 )
 from tests.unit.test_normalize import EXPECTED_TEXTS
+from whatsapp_core.schema import template_statuses
 from whatsapp_core.signature import sign
 
 WEBHOOK = "/webhooks/whatsapp/webhook"
@@ -257,3 +259,12 @@ async def test_reply_to_a_numbered_menu_becomes_the_option_payload(channel_serve
     await channel_server.post(webhook(text_message("wamid.m2", "2")))
     await channel_server.settle()
     assert [t.text for t in channel_server.turns] == ["hi", "/request_human", "2"]
+
+
+async def test_template_status_webhooks_are_recorded_for_every_process(channel_server):
+    assert (await channel_server.post(corpus_body("template_status_update_paused.json")))[0] == 200
+    store = channel_server.channel._runtime.store
+    rows = await store.run(lambda c: c.execute(sa.select(template_statuses)).fetchall())
+    assert [(r.name, r.language, r.status) for r in rows] == [
+        ("auto_generated_123456", "en-US", "PAUSED")
+    ]

@@ -8,9 +8,10 @@ constant time; never read from a cookie or the URL, never logged), else 401.
 A thin adapter, like the channel: the queue and its SQL are in
 :mod:`whatsapp_core.handover`, the window rules in :mod:`whatsapp_core.window`,
 templates in :mod:`whatsapp_core.templates`, money in :mod:`whatsapp_core.ledger`.
-Replies go through the channel's own sender, the same path as the bot's replies, and
-are recorded in the Rasa tracker (``BotUttered`` with ``metadata.agent: true``) so the
-bot has the context when it takes over again. The JSON shapes are in docs/agents.md.
+Replies and templates go through the channel's own sender, the path of the bot's
+replies (window guard, ledger reservation, recording), and are added to the Rasa
+tracker (``BotUttered`` with ``metadata.agent: true``) so the bot has the context when
+it takes over again. Routes and JSON shapes: docs/agents.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import asyncio
 import functools
 import hmac
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -38,7 +38,14 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from whatsapp_core import handover, ledger
-from whatsapp_core.handover import SLOT_HANDOVER, SLOT_HANDOVER_REASON, Handover, window_to_dict
+from whatsapp_core.handover import (
+    SLOT_HANDOVER,
+    SLOT_HANDOVER_REASON,
+    ContactMessage,
+    Handover,
+    store_window,
+    window_to_dict,
+)
 from whatsapp_core.masking import mask_phone
 from whatsapp_core.outbound import (
     InvalidOutboundMessage,
@@ -46,13 +53,12 @@ from whatsapp_core.outbound import (
     OutboundMessage,
     build_messages,
 )
-from whatsapp_core.store import OutboxState
+from whatsapp_core.reopening import TemplateResources
 from whatsapp_core.templates import (
     APPROVED,
     CatalogueError,
     ContactContext,
     ParameterMapping,
-    PreparedTemplate,
     RefusalReason,
     SourceKind,
     Template,
@@ -80,15 +86,23 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 HANDBACK_INTENT = "whatsapp_handback"
-CATALOGUE_ENV = "WHATSAPP_TEMPLATE_CATALOGUE"
-DEFAULT_CATALOGUE = "templates/catalogue.yml"
-RATE_CARD_ENV = "WHATSAPP_RATE_CARD"
-DEFAULT_RATE_CARD = "templates/rate_card.yml"
 MAX_REPLY_CHARS = 4096
 MAX_AGENT_NAME_CHARS = 100
+CONVERSATION = "/agent/api/conversations/<conversation_id:str>"
 
 RuntimeGetter = Callable[[Any], Awaitable[Any]]
 """``await runtime_for(app)``: the channel's running store and sender (started if needed)."""
+Handler = Callable[..., Awaitable[HTTPResponse]]
+
+
+def register_agent_routes(blueprint: Blueprint, channel: Any, runtime_for: RuntimeGetter) -> None:
+    """Add the agent routes to the channel's blueprint when an agent token is configured.
+
+    ``channel``: the ``WhatsAppInput`` (its ``config`` and ``get_output_channel()``);
+    ``runtime_for``: gives the running store and sender for the Sanic app.
+    """
+    if channel.config.agent_token:
+        AgentApi(channel, runtime_for, WindowPolicy.from_env()).register(blueprint)
 
 
 class ApiError(Exception):
@@ -109,7 +123,7 @@ def _json(body: Mapping[str, Any], status: int = 200) -> HTTPResponse:
     return response.json(body, status=status, headers=dict(SECURITY_HEADERS))
 
 
-def _static(name: str, content_type: str) -> Callable[[Request], Awaitable[HTTPResponse]]:
+def _static(name: str, content_type: str) -> Handler:
     """A handler serving one file of the page. The page is at a URL ending in ``/`` (its
     relative links depend on it): a request without the slash is redirected."""
     body = (PAGE_DIR / name).read_bytes()
@@ -150,13 +164,21 @@ def _text_field(data: Mapping[str, Any], key: str, limit: int) -> str:
     return value
 
 
+def _money(micro: int, currency: str) -> dict[str, Any]:
+    return {"amount": ledger.format_amount(micro), "micro": micro, "currency": currency}
+
+
 @dataclass(frozen=True, slots=True)
 class _Conversation:
-    """What the routes of one conversation read from the store, in one transaction."""
+    """A handed-over conversation as the routes read it from the store, in one transaction."""
 
     handover: Handover
     last_inbound_at: int | None
-    contact: handover.ContactMessage | None
+    contact: ContactMessage | None
+
+    @property
+    def id(self) -> str:
+        return self.handover.conversation_id
 
     @property
     def phone_number_id(self) -> str | None:
@@ -166,16 +188,24 @@ class _Conversation:
 
     @property
     def recipient(self) -> str:
-        return self.contact.recipient if self.contact else self.handover.conversation_id
+        return self.contact.recipient if self.contact else self.id
 
     @property
     def wa_id(self) -> str:
-        return self.contact.wa_id if self.contact else self.handover.conversation_id
+        return self.contact.wa_id if self.contact else self.id
+
+    def window(self, now: float, policy: WindowPolicy) -> WindowState:
+        return store_window(self.last_inbound_at, now, policy)
 
 
+# ------------------------------------------------------------------ templates
 @dataclass(frozen=True, slots=True)
-class _TemplateOption:
-    """One translation of a template as the picker shows it (see :func:`_option`)."""
+class TemplateOption:
+    """One translation of a template as the picker shows it (see :func:`template_option`).
+
+    ``missing``: parameters with no value and no fallback, for the agent to fill in;
+    ``edited``: parameters the agent gave.
+    """
 
     template: Template
     translation: Translation
@@ -186,7 +216,7 @@ class _TemplateOption:
 
     @property
     def sendable(self) -> bool:
-        return self.preview is not None and not self.missing and self.refusal is None
+        return self.preview is not None and not self.missing
 
     def to_dict(self) -> dict[str, Any]:
         values = {v.key: v for v in self.preview.values} if self.preview else {}
@@ -195,7 +225,7 @@ class _TemplateOption:
                 "key": key,
                 "value": "" if key in self.missing or key not in values else values[key].value,
                 "source": mapping.source,
-                "used_fallback": bool(values.get(key) and values[key].used_fallback),
+                "used_fallback": key in values and values[key].used_fallback,
                 "edited": key in self.edited,
                 "missing": key in self.missing,
             }
@@ -221,33 +251,18 @@ class _TemplateOption:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _TemplateChoice:
-    """The template an agent picked for a conversation, previewed and priced."""
-
-    runtime: Any
-    conversation: _Conversation
-    option: _TemplateOption
-    overrides: Mapping[str, str]
-    contact: ContactContext
-    described: dict[str, Any]
-    price: int | None
-    balance: ledger.Balance
-    rate_card: ledger.RateCard
-
-
-def _with_literals(template: Template, values: Mapping[str, str]) -> Template:
+def with_values(template: Template, values: Mapping[str, str]) -> Template:
     """``template`` with the parameters in ``values`` given as literal text."""
     literals = {key: ParameterMapping(SourceKind.LITERAL, value) for key, value in values.items()}
     return replace(template, parameters={**template.parameters, **literals})
 
 
-def _option(
+def template_option(
     template: Template,
     translation: Translation,
     contact: ContactContext,
     overrides: Mapping[str, str],
-) -> _TemplateOption:
+) -> TemplateOption:
     """Preview one translation for ``contact`` with the agent's ``overrides``.
 
     A parameter with no value and no fallback does not hide the template: it is listed
@@ -262,20 +277,20 @@ def _option(
             language=translation.language,
             status=translation.status,
         )
-        return _TemplateOption(template, translation, None, refusal, (), edited)
+        return TemplateOption(template, translation, None, refusal, (), edited)
     contact = replace(contact, language=translation.language)
     filled = dict(overrides)
     missing: list[str] = []
     # Ends: each round returns or fills one more of the template's parameters.
     while True:
-        catalogue = TemplateCatalogue([_with_literals(template, filled)])
+        catalogue = TemplateCatalogue([with_values(template, filled)])
         result = preview(catalogue, template.name, contact, default_language=translation.language)
         if isinstance(result, TemplatePreview):
-            return _TemplateOption(template, translation, result, None, tuple(missing), edited)
+            return TemplateOption(template, translation, result, None, tuple(missing), edited)
         key = result.parameter
         fillable = key is not None and key in template.parameters and key not in filled
         if result.reason is not RefusalReason.MISSING_PARAMETER or not fillable:
-            return _TemplateOption(template, translation, None, result, tuple(missing), edited)
+            return TemplateOption(template, translation, None, result, tuple(missing), edited)
         missing.append(key)
         filled[key] = f"{{{{{key}}}}}"
 
@@ -292,28 +307,77 @@ def _overrides(data: Mapping[str, Any], template: Template) -> dict[str, str]:
             f"{template.name} has no parameter {', '.join(unknown)}",
             parameters=list(template.parameters),
         )
-    return {str(key): value for key, value in raw.items()}
+    return dict(raw)
 
 
-def _money(micro: int, currency: str) -> dict[str, Any]:
-    return {"amount": ledger.format_amount(micro), "micro": micro, "currency": currency}
+@dataclass(frozen=True, slots=True)
+class _TemplateChoice:
+    """The template an agent picked for a conversation, previewed and priced."""
+
+    option: TemplateOption
+    overrides: Mapping[str, str]
+    contact: ContactContext
+    price: int | None
+    balance: ledger.Balance
+    rate_card: ledger.RateCard
+
+    @property
+    def affordable(self) -> bool:
+        return self.price is not None and self.price <= self.balance.available
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.option.to_dict()
+        if self.price is None:
+            data["sendable"] = False
+            data["refusal"] = data["refusal"] or {
+                "reason": "no_price",
+                "detail": f"the rate card has no price for {self.option.template.category}",
+            }
+        data["price"] = None if self.price is None else _money(self.price, self.rate_card.currency)
+        data["affordable"] = self.affordable
+        return data
 
 
-def register_agent_routes(blueprint: Blueprint, channel: Any, runtime_for: RuntimeGetter) -> None:
-    """Add the agent routes to the channel's blueprint when an agent token is configured.
+# ------------------------------------------------------------------------ routes
+class AgentApi:
+    """The agent routes of one channel (see the module docstring)."""
 
-    ``channel``: the ``WhatsAppInput`` (its ``config`` and ``get_output_channel()``);
-    ``runtime_for``: gives the running store and sender for the Sanic app.
-    """
-    token = channel.config.agent_token
-    if not token:
-        return
-    policy = WindowPolicy.from_env()
+    def __init__(self, channel: Any, runtime_for: RuntimeGetter, policy: WindowPolicy) -> None:
+        self._channel = channel
+        self._runtime_for = runtime_for
+        self._token: str = channel.config.agent_token
+        self._policy = policy
+        self._resources: TemplateResources | None = None
 
-    def protected(handler: Callable[..., Awaitable[HTTPResponse]]):
+    def register(self, blueprint: Blueprint) -> None:
+        """Add the page and the API routes to ``blueprint``."""
+        page = (
+            ("index.html", "text/html; charset=utf-8", "/agent/", "agent_page"),
+            ("app.js", "text/javascript; charset=utf-8", "/agent/app.js", "agent_script"),
+            ("app.css", "text/css; charset=utf-8", "/agent/app.css", "agent_style"),
+        )
+        for name, content_type, uri, route_name in page:
+            blueprint.add_route(_static(name, content_type), uri, name=route_name)
+        api = (
+            (self.queue, "/agent/api/conversations", "GET"),
+            (self.conversation, CONVERSATION, "GET"),
+            (self.take, CONVERSATION + "/take", "POST"),
+            (self.reply, CONVERSATION + "/messages", "POST"),
+            (self.templates, CONVERSATION + "/templates", "GET"),
+            (self.template_preview, CONVERSATION + "/templates/preview", "POST"),
+            (self.template_send, CONVERSATION + "/templates", "POST"),
+            (self.hand_back, CONVERSATION + "/handback", "POST"),
+        )
+        for handler, uri, method in api:
+            blueprint.add_route(
+                self._protected(handler), uri, methods=[method], name=f"agent_{handler.__name__}"
+            )
+
+    # --------------------------------------------------------------- helpers
+    def _protected(self, handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
-            if not bearer_token_matches(request.headers.get("authorization"), token):
+            if not bearer_token_matches(request.headers.get("authorization"), self._token):
                 return _json(
                     {
                         "error": "unauthorized",
@@ -328,18 +392,19 @@ def register_agent_routes(blueprint: Blueprint, channel: Any, runtime_for: Runti
 
         return guarded
 
-    def rasa_agent(request: Request) -> Any:
+    @staticmethod
+    def _rasa_agent(request: Request) -> Any:
         agent = getattr(request.app.ctx, "agent", None)
         if agent is None or not agent.is_ready():
             raise ApiError(503, "bot_not_ready", "the Rasa model is not loaded yet")
         return agent
 
-    async def update_tracker(
-        agent: Any, conversation_id: str, events: list[Event], trigger: str | None = None
+    async def _update_tracker(
+        self, agent: Any, conversation_id: str, events: list[Event], trigger: str | None = None
     ) -> None:
-        """Append ``events`` to the conversation's tracker (under its lock), then trigger
-        the external intent ``trigger`` if the domain has it, else save."""
-        output = channel.get_output_channel()
+        """Append ``events`` to the conversation's tracker under its lock, then trigger the
+        external intent ``trigger`` (when the domain has it) or just save."""
+        output = self._channel.get_output_channel()
         async with agent.lock_store.lock(conversation_id):
             tracker = await agent.processor.fetch_tracker_and_update_session(
                 conversation_id, output
@@ -351,8 +416,12 @@ def register_agent_routes(blueprint: Blueprint, channel: Any, runtime_for: Runti
             else:
                 await agent.tracker_store.save(tracker)
 
-    async def conversation(request: Request, conversation_id: str, *, open_only: bool):
-        runtime = await runtime_for(request.app)
+    async def _load(
+        self, request: Request, conversation_id: str, *, open_only: bool
+    ) -> tuple[Any, _Conversation]:
+        """The runtime and the conversation; 404 when never handed over, 409 when
+        ``open_only`` and it was handed back."""
+        runtime = await self._runtime_for(request.app)
 
         def load(connection: Any) -> _Conversation | None:
             found = handover.latest_handover(connection, conversation_id)
@@ -375,27 +444,33 @@ def register_agent_routes(blueprint: Blueprint, channel: Any, runtime_for: Runti
             )
         return runtime, loaded
 
-    def window_of(loaded: _Conversation, now: float) -> WindowState:
-        return handover.current_window(
-            loaded.handover.summary.facts, loaded.last_inbound_at, now, policy
-        )
-
-    async def template_setup() -> tuple[TemplateCatalogue, ledger.RateCard]:
-        catalogue_path = os.environ.get(CATALOGUE_ENV) or DEFAULT_CATALOGUE
-        rate_card_path = os.environ.get(RATE_CARD_ENV) or DEFAULT_RATE_CARD
+    async def _template_setup(self, runtime: Any) -> tuple[TemplateCatalogue, ledger.RateCard]:
+        """The catalogue (with the statuses Meta announced) and the rate card, as the
+        channel's send rules read them."""
+        if self._resources is None:
+            config = self._channel.config
+            self._resources = TemplateResources(
+                store_url=runtime.store.url,
+                catalogue_path=Path(config.template_catalogue),
+                rate_card_path=Path(config.rate_card),
+            )
+        resources = self._resources
         loop = asyncio.get_running_loop()
         try:
-            catalogue = await loop.run_in_executor(None, TemplateCatalogue.load, catalogue_path)
-            rate_card = await loop.run_in_executor(None, ledger.RateCard.load, rate_card_path)
+            catalogue = await loop.run_in_executor(None, resources.catalogue)
+            rate_card = await loop.run_in_executor(None, resources.rate_card)
         except (OSError, CatalogueError, ValueError) as error:
             raise ApiError(503, "templates_unavailable", str(error)) from None
         return catalogue, rate_card
 
-    async def contact_context(request: Request, loaded: _Conversation) -> ContactContext:
+    @staticmethod
+    async def _contact(request: Request, loaded: _Conversation) -> ContactContext:
+        """Who a template goes to: profile name and metadata of the contact's last message,
+        and the bot's slots (for ``slot:`` parameters) when the model is loaded."""
         slots: dict[str, Any] = {}
         agent = getattr(request.app.ctx, "agent", None)
         if agent is not None and agent.is_ready():
-            tracker = await agent.tracker_store.retrieve(loaded.handover.conversation_id)
+            tracker = await agent.tracker_store.retrieve(loaded.id)
             if tracker is not None:
                 slots = tracker.current_slot_values()
         whatsapp = dict(loaded.contact.whatsapp) if loaded.contact else {}
@@ -405,81 +480,57 @@ def register_agent_routes(blueprint: Blueprint, channel: Any, runtime_for: Runti
             metadata={"whatsapp": whatsapp},
         )
 
-    def priced(
-        option: _TemplateOption, rate_card: ledger.RateCard, wa_id: str, window: WindowState
-    ) -> tuple[dict[str, Any], int | None]:
-        data = option.to_dict()
+    @staticmethod
+    def _price(
+        rate_card: ledger.RateCard, template: Template, wa_id: str, window: WindowState
+    ) -> int | None:
         try:
-            price = rate_card.expected_price(option.template.category, wa_id, window)
-        except ValueError as error:
-            data["price"] = None
-            data["sendable"] = False
-            data["refusal"] = data["refusal"] or {"reason": "no_price", "detail": str(error)}
-            return data, None
-        data["price"] = _money(price, rate_card.currency)
-        return data, price
+            return rate_card.expected_price(template.category, wa_id, window)
+        except ValueError:
+            return None
 
-    async def chosen_option(
-        request: Request, conversation_id: str, *, open_only: bool
+    async def _choice(
+        self, request: Request, runtime: Any, loaded: _Conversation
     ) -> _TemplateChoice:
         data = _body(request)
-        runtime, loaded = await conversation(request, conversation_id, open_only=open_only)
-        catalogue, rate_card = await template_setup()
         name = _text_field(data, "name", 512)
         language = _text_field(data, "language", 32)
+        catalogue, rate_card = await self._template_setup(runtime)
         template = catalogue.get(name)
         translation = template.translation(language) if template else None
         if template is None or translation is None:
             raise ApiError(404, "no_such_template", f"no template {name!r} in {language!r}")
         overrides = _overrides(data, template)
-        contact = await contact_context(request, loaded)
-        option = _option(template, translation, contact, overrides)
-        now = time.time()
-        window = window_of(loaded, now)
-        balance = await runtime.store.run(ledger.balance)
-        described, price = priced(option, rate_card, loaded.wa_id, window)
+        contact = await self._contact(request, loaded)
+        window = loaded.window(time.time(), self._policy)
         return _TemplateChoice(
-            runtime, loaded, option, overrides, contact, described, price, balance, rate_card
+            template_option(template, translation, contact, overrides),
+            overrides,
+            contact,
+            self._price(rate_card, template, loaded.wa_id, window),
+            await runtime.store.run(ledger.balance),
+            rate_card,
         )
 
-    # ------------------------------------------------------------------- page
-    blueprint.add_route(
-        _static("index.html", "text/html; charset=utf-8"), "/agent/", name="agent_page"
-    )
-    blueprint.add_route(
-        _static("app.js", "text/javascript; charset=utf-8"), "/agent/app.js", name="agent_script"
-    )
-    blueprint.add_route(
-        _static("app.css", "text/css; charset=utf-8"), "/agent/app.css", name="agent_style"
-    )
-
-    # -------------------------------------------------------------------- API
-    @blueprint.route("/agent/api/conversations", methods=["GET"])
-    @protected
-    async def agent_queue(request: Request) -> HTTPResponse:
-        runtime = await runtime_for(request.app)
+    # -------------------------------------------------------------- handlers
+    async def queue(self, request: Request) -> HTTPResponse:
+        """``GET /conversations``: the open handovers, oldest first."""
+        runtime = await self._runtime_for(request.app)
         now = time.time()
         entries = await runtime.store.run(handover.open_queue)
-        return _json(
+        conversations = [
             {
-                "now": now,
-                "conversations": [
-                    {
-                        **entry.handover.to_dict(),
-                        "window": window_to_dict(entry.window(now, policy)),
-                        "last_message": (
-                            entry.last_message.to_dict() if entry.last_message else None
-                        ),
-                    }
-                    for entry in entries
-                ],
+                **entry.handover.to_dict(),
+                "window": window_to_dict(entry.window(now, self._policy)),
+                "last_message": entry.last_message.to_dict() if entry.last_message else None,
             }
-        )
+            for entry in entries
+        ]
+        return _json({"now": now, "conversations": conversations})
 
-    @blueprint.route("/agent/api/conversations/<conversation_id:str>", methods=["GET"])
-    @protected
-    async def agent_conversation(request: Request, conversation_id: str) -> HTTPResponse:
-        runtime, loaded = await conversation(request, conversation_id, open_only=False)
+    async def conversation(self, request: Request, conversation_id: str) -> HTTPResponse:
+        """``GET /conversations/<id>``: handover, summary, window and timeline."""
+        runtime, loaded = await self._load(request, conversation_id, open_only=False)
         timeline = await runtime.store.run(lambda c: load_timeline(c, conversation_id))
         now = time.time()
         return _json(
@@ -487,31 +538,35 @@ def register_agent_routes(blueprint: Blueprint, channel: Any, runtime_for: Runti
                 "now": now,
                 "handover": loaded.handover.to_dict(),
                 "summary": loaded.handover.summary.to_dict(),
-                "window": window_to_dict(window_of(loaded, now)),
+                "window": window_to_dict(loaded.window(now, self._policy)),
                 "timeline": [entry.to_dict() for entry in timeline],
             }
         )
 
-    @blueprint.route("/agent/api/conversations/<conversation_id:str>/take", methods=["POST"])
-    @protected
-    async def agent_take(request: Request, conversation_id: str) -> HTTPResponse:
+    async def take(self, request: Request, conversation_id: str) -> HTTPResponse:
+        """``POST /conversations/<id>/take`` ``{"agent"}``: the agent takes the conversation."""
         agent_name = _text_field(_body(request), "agent", MAX_AGENT_NAME_CHARS).strip()
-        agent = rasa_agent(request)
-        runtime, _ = await conversation(request, conversation_id, open_only=True)
+        agent = self._rasa_agent(request)
+        runtime, _ = await self._load(request, conversation_id, open_only=True)
         taken = await runtime.store.run(lambda c: handover.take(c, conversation_id, agent_name))
         if taken is None:
             raise ApiError(409, "not_handed_over", "this conversation was handed back meanwhile")
-        await update_tracker(agent, conversation_id, [SlotSet(SLOT_HANDOVER, taken.state.value)])
+        await self._update_tracker(
+            agent, conversation_id, [SlotSet(SLOT_HANDOVER, taken.state.value)]
+        )
         logger.info("Agent took conversation %s", mask_phone(conversation_id))
         return _json({"handover": taken.to_dict()})
 
-    @blueprint.route("/agent/api/conversations/<conversation_id:str>/messages", methods=["POST"])
-    @protected
-    async def agent_message(request: Request, conversation_id: str) -> HTTPResponse:
+    async def reply(self, request: Request, conversation_id: str) -> HTTPResponse:
+        """``POST /conversations/<id>/messages`` ``{"text"}``: a free-form reply, inside the
+        24-hour window only (409 ``window_closed`` otherwise)."""
         text = _text_field(_body(request), "text", MAX_REPLY_CHARS)
-        agent = rasa_agent(request)
-        runtime, loaded = await conversation(request, conversation_id, open_only=True)
-        window = window_of(loaded, time.time())
+        agent = self._rasa_agent(request)
+        runtime, loaded = await self._load(request, conversation_id, open_only=True)
+        last_inbound = await runtime.store.last_inbound_timestamp(
+            conversation_id, loaded.phone_number_id
+        )
+        window = store_window(last_inbound, time.time(), self._policy)
         if not window.open:
             raise ApiError(
                 409,
@@ -528,27 +583,31 @@ def register_agent_routes(blueprint: Blueprint, channel: Any, runtime_for: Runti
             conversation_id, loaded.phone_number_id, loaded.recipient, messages
         )
         metadata = {"agent": True, "agent_name": loaded.handover.agent}
-        await update_tracker(agent, conversation_id, [BotUttered(text, metadata=metadata)])
-        return _json(
-            {"queued": [item.id for item in queued], "window": window_to_dict(window)}, 202
-        )
+        await self._update_tracker(agent, conversation_id, [BotUttered(text, metadata=metadata)])
+        body = {"queued": [item.id for item in queued], "window": window_to_dict(window)}
+        return _json(body, 202)
 
-    @blueprint.route("/agent/api/conversations/<conversation_id:str>/templates", methods=["GET"])
-    @protected
-    async def agent_templates(request: Request, conversation_id: str) -> HTTPResponse:
-        runtime, loaded = await conversation(request, conversation_id, open_only=False)
-        catalogue, rate_card = await template_setup()
-        contact = await contact_context(request, loaded)
+    async def templates(self, request: Request, conversation_id: str) -> HTTPResponse:
+        """``GET /conversations/<id>/templates``: every translation of every template,
+        previewed for this contact and priced, with the balance."""
+        runtime, loaded = await self._load(request, conversation_id, open_only=False)
+        catalogue, rate_card = await self._template_setup(runtime)
+        contact = await self._contact(request, loaded)
         now = time.time()
-        window = window_of(loaded, now)
+        window = loaded.window(now, self._policy)
         balance = await runtime.store.run(ledger.balance)
-        options = []
-        for template in catalogue.templates:
-            for translation in template.languages.values():
-                option = _option(template, translation, contact, {})
-                described, price = priced(option, rate_card, loaded.wa_id, window)
-                described["affordable"] = price is not None and price <= balance.available
-                options.append(described)
+        options = [
+            _TemplateChoice(
+                template_option(template, translation, contact, {}),
+                {},
+                contact,
+                self._price(rate_card, template, loaded.wa_id, window),
+                balance,
+                rate_card,
+            ).to_dict()
+            for template in catalogue.templates
+            for translation in template.languages.values()
+        ]
         return _json(
             {
                 "now": now,
@@ -562,105 +621,64 @@ def register_agent_routes(blueprint: Blueprint, channel: Any, runtime_for: Runti
             }
         )
 
-    @blueprint.route(
-        "/agent/api/conversations/<conversation_id:str>/templates/preview", methods=["POST"]
-    )
-    @protected
-    async def agent_template_preview(request: Request, conversation_id: str) -> HTTPResponse:
-        chosen = await chosen_option(request, conversation_id, open_only=False)
-        balance = chosen.balance
-        affordable = chosen.price is not None and chosen.price <= balance.available
+    async def template_preview(self, request: Request, conversation_id: str) -> HTTPResponse:
+        """``POST /conversations/<id>/templates/preview`` ``{"name", "language",
+        "parameters"?}``: step 3, the text with the agent's values and the price."""
+        runtime, loaded = await self._load(request, conversation_id, open_only=False)
+        choice = await self._choice(request, runtime, loaded)
+        balance = choice.balance
         return _json(
             {
-                **chosen.described,
-                "affordable": affordable,
+                **choice.to_dict(),
                 "balance": {"available": _money(balance.available, balance.currency)},
             }
         )
 
-    @blueprint.route("/agent/api/conversations/<conversation_id:str>/templates", methods=["POST"])
-    @protected
-    async def agent_template_send(request: Request, conversation_id: str) -> HTTPResponse:
-        agent = rasa_agent(request)
-        chosen = await chosen_option(request, conversation_id, open_only=True)
-        runtime, loaded, option = chosen.runtime, chosen.conversation, chosen.option
-        described, price, balance, rate_card = (
-            chosen.described, chosen.price, chosen.balance, chosen.rate_card
-        )
-        if not described["sendable"] or price is None:
-            refusal = described["refusal"] or {}
-            raise ApiError(
-                409, refusal.get("reason", "not_sendable"), refusal.get("detail", ""),
-                template=described,
-            )
-        if price > balance.available:
+    async def template_send(self, request: Request, conversation_id: str) -> HTTPResponse:
+        """``POST /conversations/<id>/templates`` ``{"name", "language", "parameters"?}``:
+        send it (409 when it cannot be sent, 402 when the balance does not cover it)."""
+        agent = self._rasa_agent(request)
+        runtime, loaded = await self._load(request, conversation_id, open_only=True)
+        choice = await self._choice(request, runtime, loaded)
+        described = choice.to_dict()
+        if not described["sendable"] or choice.price is None:
+            refusal = described["refusal"]
+            raise ApiError(409, refusal["reason"], refusal["detail"], template=described)
+        if not choice.affordable:
+            available = choice.balance.available
             raise ApiError(
                 402,
                 "insufficient_balance",
-                f"sending costs {ledger.format_amount(price)} {rate_card.currency}; "
-                f"{ledger.format_amount(balance.available)} {balance.currency} is available",
-                price=_money(price, rate_card.currency),
-                available=_money(balance.available, balance.currency),
+                f"sending costs {ledger.format_amount(choice.price)} "
+                f"{choice.rate_card.currency}; {ledger.format_amount(available)} "
+                f"{choice.balance.currency} is available",
+                price=_money(choice.price, choice.rate_card.currency),
+                available=_money(available, choice.balance.currency),
             )
-        catalogue = TemplateCatalogue([_with_literals(option.template, chosen.overrides)])
+        option = choice.option
+        language = option.translation.language
         prepared = prepare_template(
-            catalogue,
+            TemplateCatalogue([with_values(option.template, choice.overrides)]),
             option.template.name,
-            replace(chosen.contact, language=option.translation.language),
-            default_language=option.translation.language,
+            replace(choice.contact, language=language),
+            default_language=language,
         )
-        if not isinstance(prepared, PreparedTemplate):
+        if isinstance(prepared, TemplateRefusal):
             raise ApiError(409, prepared.reason.value, prepared.detail)
-        message = OutboundMessage(OutboundKind.TEMPLATE, prepared.payload)
-        (item,) = await runtime.store.enqueue_outbound(
+        queued = await runtime.sender.send(
             conversation_id,
             loaded.phone_number_id,
             loaded.recipient,
-            [(message.kind.value, message.to_payload(loaded.recipient))],
+            [OutboundMessage(OutboundKind.TEMPLATE, prepared.payload)],
         )
-
-        def reserve(connection: Any) -> ledger.Reservation | ledger.InsufficientBalance:
-            return ledger.reserve(
-                connection,
-                key=str(item.id),
-                conversation_id=conversation_id,
-                template=prepared.name,
-                category=prepared.category,
-                country=rate_card.country_of(loaded.wa_id),
-                price=price,
-                currency=rate_card.currency,
-            )
-
-        try:
-            reservation = await runtime.store.run(reserve)
-        except ledger.CurrencyMismatch as error:
-            await runtime.store.finish_outbound(
-                item.id, state=OutboxState.FAILED, wamid=None, attempts=0,
-                error_title="currency mismatch", error_details=str(error),
-            )
-            raise ApiError(409, "currency_mismatch", str(error)) from None
-        if isinstance(reservation, ledger.InsufficientBalance):
-            await runtime.store.finish_outbound(
-                item.id, state=OutboxState.FAILED, wamid=None, attempts=0,
-                error_title="insufficient balance", error_details="not sent: balance too low",
-            )
-            raise ApiError(
-                402,
-                "insufficient_balance",
-                "the balance was spent meanwhile",
-                price=_money(price, rate_card.currency),
-                available=_money(reservation.available, reservation.currency),
-            )
-        runtime.sender.resume([item])
         metadata = {
             "agent": True,
             "agent_name": loaded.handover.agent,
             "template": {"name": prepared.name, "language": prepared.language},
         }
-        await update_tracker(
+        await self._update_tracker(
             agent, conversation_id, [BotUttered(prepared.rendered_text, metadata=metadata)]
         )
-        after = await runtime.store.run(ledger.balance)
         logger.info(
             "Agent sent template %s (%s) to %s",
             prepared.name,
@@ -669,24 +687,22 @@ def register_agent_routes(blueprint: Blueprint, channel: Any, runtime_for: Runti
         )
         return _json(
             {
-                "queued": item.id,
+                "queued": [item.id for item in queued],
                 "name": prepared.name,
                 "language": prepared.language,
                 "text": prepared.rendered_text,
-                "price": _money(price, rate_card.currency),
-                "balance": {"available": _money(after.available, after.currency)},
+                "price": _money(choice.price, choice.rate_card.currency),
             },
             202,
         )
 
-    @blueprint.route("/agent/api/conversations/<conversation_id:str>/handback", methods=["POST"])
-    @protected
-    async def agent_handback(request: Request, conversation_id: str) -> HTTPResponse:
-        agent = rasa_agent(request)
-        runtime, _ = await conversation(request, conversation_id, open_only=True)
-        # While paused, Rasa ran no action_listen after action_handoff; rules expect one
-        # before the user turn that the hand-back intent is.
-        await update_tracker(
+    async def hand_back(self, request: Request, conversation_id: str) -> HTTPResponse:
+        """``POST /conversations/<id>/handback``: the bot takes over again."""
+        agent = self._rasa_agent(request)
+        runtime, _ = await self._load(request, conversation_id, open_only=True)
+        # While paused Rasa ran no action_listen after action_handoff; the rules expect
+        # one before the user turn that the hand-back intent is.
+        await self._update_tracker(
             agent,
             conversation_id,
             [

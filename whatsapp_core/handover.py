@@ -526,12 +526,6 @@ def hand_back(
     return _row_by_id(connection, row.id)
 
 
-def open_handover(connection: Connection, conversation_id: str) -> Handover | None:
-    """The conversation's open handover, or None."""
-    row = _open_row(connection, conversation_id)
-    return _handover(row) if row is not None else None
-
-
 def latest_handover(connection: Connection, conversation_id: str) -> Handover | None:
     """The conversation's newest handover, open or closed, or None when it never had one."""
     row = connection.execute(

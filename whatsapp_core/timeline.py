@@ -141,5 +141,7 @@ def load_timeline(connection: Connection, conversation_id: str) -> list[Timeline
                 raw=payload,
             )
         )
-    entries.sort(key=lambda entry: entry.at)
+    # WhatsApp timestamps are whole seconds: within one second, the contact's message
+    # came before the replies to it.
+    entries.sort(key=lambda entry: (int(entry.at), entry.direction == "out", entry.at))
     return entries

@@ -20,6 +20,7 @@ import asyncio
 import functools
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -85,6 +86,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+INLINE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
+"""Images an agent's browser may show inline (never SVG, which can carry script)."""
 HANDBACK_INTENT = "whatsapp_handback"
 MAX_REPLY_CHARS = 4096
 MAX_AGENT_NAME_CHARS = 100
@@ -117,6 +120,14 @@ class ApiError(Exception):
 
     def response(self) -> HTTPResponse:
         return _json({"error": self.error, "detail": self.detail, **self.extra}, self.status)
+
+
+def media_disposition(mime: str, filename: str | None, media_type: str) -> str:
+    """``inline`` for images; ``attachment`` with a safe download name for the rest."""
+    if mime in INLINE_MEDIA_TYPES:
+        return "inline"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", filename or "")[:100].strip("._") or media_type
+    return f'attachment; filename="{safe}"'
 
 
 def _json(body: Mapping[str, Any], status: int = 200) -> HTTPResponse:
@@ -367,6 +378,7 @@ class AgentApi:
             (self.template_preview, CONVERSATION + "/templates/preview", "POST"),
             (self.template_send, CONVERSATION + "/templates", "POST"),
             (self.hand_back, CONVERSATION + "/handback", "POST"),
+            (self.media_file, "/agent/api/media/<message_id:str>", "GET"),
         )
         for handler, uri, method in api:
             blueprint.add_route(
@@ -695,6 +707,34 @@ class AgentApi:
             },
             202,
         )
+
+    async def media_file(self, request: Request, message_id: str) -> HTTPResponse:
+        """``GET /media/<message_id>``: the file a contact sent, as stored.
+
+        Served with its stored MIME type, ``X-Content-Type-Options: nosniff``, and
+        ``Content-Disposition: attachment`` for anything that is not an image (so a
+        contact's HTML or SVG never runs in the agent's browser); the contact's filename
+        is only a download name, reduced to safe characters.
+        """
+        runtime = await self._runtime_for(request.app)
+        record = await runtime.media.record_for(message_id)
+        if record is None or record.state.value != "ready" or not record.key:
+            state = record.state.value if record else "none"
+            raise ApiError(404, "no_media", f"no stored file for this message ({state})")
+        handle = await runtime.media.open_file(record)
+        mime = record.mime_type or "application/octet-stream"
+        headers = dict(SECURITY_HEADERS)
+        headers["Content-Disposition"] = media_disposition(mime, record.filename, record.media_type)
+        loop = asyncio.get_running_loop()
+
+        async def stream(out: Any) -> None:
+            try:
+                while chunk := await loop.run_in_executor(None, handle.read, 256 * 1024):
+                    await out.write(chunk)
+            finally:
+                handle.close()
+
+        return response.stream(stream, content_type=mime, headers=headers)
 
     async def hand_back(self, request: Request, conversation_id: str) -> HTTPResponse:
         """``POST /conversations/<id>/handback``: the bot takes over again."""

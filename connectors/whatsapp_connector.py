@@ -41,6 +41,9 @@ from sqlalchemy.engine import make_url
 from connectors.agent_api import register_agent_routes
 from whatsapp_core.config import ChannelConfig
 from whatsapp_core.graph_client import GraphClient
+from whatsapp_core.media_fetch import MediaFetcher
+from whatsapp_core.media_store import load_media_store
+from whatsapp_core.media_upload import LocalMediaUploader
 from whatsapp_core.numbers import BusinessNumbers
 from whatsapp_core.outbound import InvalidOutboundMessage, build_messages
 from whatsapp_core.receiver import TEMPLATE_FAILED_INTENT, ExternalIntent, WebhookReceiver
@@ -159,9 +162,24 @@ class _Runtime:
             rules=self.rules,
             on_template_failure=self._template_failed,
             follow_up_after_seconds=config.follow_up_after_seconds,
+            media=LocalMediaUploader(self.store, self.graph, config.media_upload_dir),
+        )
+        self.media = MediaFetcher(  # media (issue #10): inbound files, see docs/media.md
+            self.store,
+            self.graph,
+            load_media_store(config.media_store, config.media_dir),
+            access_token_for=config.numbers.access_token,
+            max_bytes=config.media_max_bytes,
         )
         self.receiver = WebhookReceiver(
-            config, self.store, self.sender, turn, already_handled, trigger, self.rules
+            config,
+            self.store,
+            self.sender,
+            turn,
+            already_handled,
+            trigger,
+            self.rules,
+            media=self.media,
         )
 
     def _template_failed(
@@ -175,6 +193,7 @@ class _Runtime:
 
     async def close(self) -> None:
         await self.receiver.stop()
+        await self.media.stop()
         await self.graph.close()
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 
@@ -267,6 +286,7 @@ class WhatsAppInput(InputChannel):
         )
         logger.info("WhatsApp channel store: %s", _redact_url(store_url))
         await runtime.receiver.recover()
+        await runtime.media.recover()
         runtime.receiver.start()
         return runtime
 

@@ -15,6 +15,7 @@ from whatsapp_core.numbers import BusinessNumbers, InvalidNumbers
 DEFAULT_API_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
 REQUIRED_KEYS = ("verify_token", "app_secret", "access_token", "phone_number_id")
+DEFAULT_MEDIA_MAX_BYTES = 100 * 1024 * 1024
 
 
 class MissingCredential(ValueError):
@@ -56,6 +57,9 @@ class ChannelConfig:
     the contact's window is closed (an empty value holds such replies instead).
     ``follow_up_after_seconds``: how long a contact may stay silent after the bot asked
     something before the ``whatsapp_follow_up`` intent fires (0 disables follow-ups).
+    ``media_dir``: where inbound files are kept (unless ``media_store`` names another
+    store class, ``package.module:ClassName``); ``media_max_bytes``: the largest inbound
+    file kept; ``media_upload_dir``: the only directory replies send local files from.
     """
 
     verify_token: str
@@ -79,6 +83,11 @@ class ChannelConfig:
     template_catalogue: str = "templates/catalogue.yml"
     rate_card: str = "templates/rate_card.yml"
     album_window_seconds: float = 2.0
+    # media (issue #10): see docs/media.md
+    media_dir: str = "var/media"
+    media_max_bytes: int = DEFAULT_MEDIA_MAX_BYTES
+    media_upload_dir: str = "var/outbox-media"
+    media_store: str | None = None
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> ChannelConfig:
@@ -126,4 +135,10 @@ class ChannelConfig:
             or "templates/catalogue.yml",
             rate_card=_text(credentials.get("rate_card")) or "templates/rate_card.yml",
             album_window_seconds=_number(credentials.get("album_window_seconds"), 2.0),
+            media_dir=_text(credentials.get("media_dir")) or "var/media",
+            media_max_bytes=int(
+                _number(credentials.get("media_max_bytes"), DEFAULT_MEDIA_MAX_BYTES)
+            ),
+            media_upload_dir=_text(credentials.get("media_upload_dir")) or "var/outbox-media",
+            media_store=_text(credentials.get("media_store")),
         )

@@ -1,4 +1,5 @@
-"""Async client for the Graph API calls of a WhatsApp reply: send a message, mark as read.
+"""Async client for the Graph API calls of a WhatsApp reply: send a message, mark as read;
+and of media: look up, download and upload files.
 
 One shared ``aiohttp.ClientSession`` (created lazily inside the running event loop, with a
 pooled keep-alive connector) serves every call. A call never raises for what Meta or the
@@ -17,9 +18,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO, Generic, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 _CONNECTION_LIMIT = 100
 _KEEPALIVE_SECONDS = 30.0
 _DETAILS_MAX = 300
+_CHUNK = 64 * 1024
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +98,54 @@ class _Answer:
     error: GraphError | None
 
 
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What ``GET /{media_id}`` says about a media file.
+
+    Fields:
+        media_id: The media id.
+        url: The download URL; valid about 5 minutes, fetched with the bearer token.
+        mime_type: The MIME type, e.g. ``image/jpeg`` or ``audio/ogg; codecs=opus``.
+        sha256: The SHA-256 of the file as hex (``""`` when Meta gave none).
+        file_size: Bytes, or ``None`` when Meta gave no usable size.
+    """
+
+    media_id: str
+    url: str
+    mime_type: str
+    sha256: str
+    file_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfoResult:
+    """Outcome of :meth:`GraphClient.media_info`: ``info`` or ``error``, and attempts made."""
+
+    info: MediaInfo | None
+    error: GraphError | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadResult(Generic[T]):
+    """Outcome of :meth:`GraphClient.download`: what ``consume`` returned, or ``error``."""
+
+    value: T | None
+    error: GraphError | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    """Outcome of :meth:`GraphClient.upload`: the new ``media_id``, or ``error``."""
+
+    media_id: str | None
+    error: GraphError | None
+    attempts: int
+
+
 class GraphClient:
-    """Sends WhatsApp messages and read receipts through the Graph API.
+    """Sends WhatsApp messages and read receipts, and moves media, through the Graph API.
 
     Args:
         base_url: Graph API root; point it at the simulator in tests and local runs.
@@ -193,15 +244,26 @@ class GraphClient:
     ) -> SendResult:
         url = f"{self._root}/{phone_number_id}/messages"
         headers = {"Authorization": f"Bearer {access_token}"}
+        answer, attempts = await self._with_retries(
+            label, lambda: self._request("POST", url, headers, needs_wamid=needs_wamid, json=body)
+        )
+        wamid = _wamid(answer.raw) if answer.error is None else None
+        return SendResult(wamid, answer.error, attempts, answer.raw)
+
+    async def _with_retries(
+        self, label: str, attempt_once: Callable[[], Awaitable[_Answer]]
+    ) -> tuple[_Answer, int]:
+        """Run ``attempt_once`` until it succeeds or the policy says stop; the last answer
+        and the number of attempts made."""
         policy = self._retry
         started = self._clock()
         attempt = 0
         while True:
             attempt += 1
-            answer = await self._post(url, headers, body, needs_wamid=needs_wamid)
+            answer = await attempt_once()
             error = answer.error
             if error is None:
-                return SendResult(_wamid(answer.raw), None, attempt, answer.raw)
+                return answer, attempt
             if not _should_retry(error) or attempt >= policy.max_attempts:
                 break
             scope = error.info.scope if error.info.retryable else RetryScope.REQUEST
@@ -220,19 +282,138 @@ class GraphClient:
         logger.warning(
             "WhatsApp %s failed after %d attempt(s): %s", label, attempt, _describe(error)
         )
-        return SendResult(None, error, attempt, answer.raw)
+        return answer, attempt
 
-    async def _post(
-        self, url: str, headers: dict[str, str], body: dict[str, Any], *, needs_wamid: bool
+    async def _request(
+        self, method: str, url: str, headers: dict[str, str], *, needs_wamid: bool, **kwargs: Any
     ) -> _Answer:
         try:
-            async with self._http().post(url, json=body, headers=headers) as response:
+            async with self._http().request(method, url, headers=headers, **kwargs) as response:
                 status = response.status
                 text = await response.text(errors="replace")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            kind = "Timeout" if isinstance(exc, asyncio.TimeoutError) else "Network error"
-            return _Answer(None, GraphError(None, kind, _exception_text(exc), None, network=True))
+            return _network_failure(exc)
         return _parse_answer(status, text, needs_wamid=needs_wamid)
+
+    # ------------------------------------------------------- media (issue #10)
+    async def media_info(self, media_id: str, access_token: str) -> MediaInfoResult:
+        """``GET /{media_id}``: a short-lived download URL, MIME type, size and sha256 (hex).
+
+        Returns a :class:`MediaInfoResult`; an answer without a URL is a failure. Never
+        raises for HTTP, Graph or network errors.
+        """
+        url = f"{self._root}/{quote(media_id, safe='')}"
+        headers = {"Authorization": f"Bearer {access_token}"}
+        answer, attempts = await self._with_retries(
+            f"media info for {media_id}",
+            lambda: self._request("GET", url, headers, needs_wamid=False),
+        )
+        if answer.error is not None:
+            return MediaInfoResult(None, answer.error, attempts)
+        info = _media_info(answer.raw or {}, media_id)
+        if info is None:
+            error = GraphError(None, "Answer without a media URL", "", 200)
+            return MediaInfoResult(None, error, attempts)
+        return MediaInfoResult(info, None, attempts)
+
+    async def download(
+        self,
+        url: str,
+        access_token: str,
+        consume: Callable[[AsyncIterator[bytes]], Awaitable[T]],
+    ) -> DownloadResult[T]:
+        """GET a media URL with the bearer token and hand its body, as chunks, to ``consume``.
+
+        ``consume`` runs once per attempt that got a 200 and must be restartable: a
+        connection lost mid-body is a network failure, retried with a fresh body. There is
+        no total time limit (only per-read and connect timeouts); bound the whole call
+        with ``asyncio.wait_for``. Non-200 answers are failures with their ``http_status``
+        (401 or 404: the URL expired, ask :meth:`media_info` again). Exceptions that
+        ``consume`` raises, other than network ones, propagate. Never raises for HTTP,
+        Graph or network errors.
+        """
+        headers = {"Authorization": f"Bearer {access_token}"}
+        consumed: list[T] = []
+
+        async def attempt_once() -> _Answer:
+            try:
+                async with self._http().get(
+                    url, headers=headers, timeout=self._stream_timeout()
+                ) as response:
+                    if response.status != 200:
+                        text = await response.text(errors="replace")
+                        return _parse_answer(response.status, text, needs_wamid=False)
+                    consumed.append(await consume(response.content.iter_chunked(_CHUNK)))
+                    return _Answer(None, None)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                return _network_failure(exc)
+
+        answer, attempts = await self._with_retries("media download", attempt_once)
+        value = consumed[-1] if answer.error is None else None
+        return DownloadResult(value, answer.error, attempts)
+
+    async def upload(
+        self,
+        phone_number_id: str,
+        access_token: str,
+        open_file: Callable[[], BinaryIO],
+        mime_type: str,
+        filename: str,
+    ) -> UploadResult:
+        """``POST /{phone_number_id}/media`` (multipart ``messaging_product``, ``type``,
+        ``file``): the media id Meta keeps for 30 days.
+
+        ``open_file`` is called once per attempt and returns the file positioned at its
+        start (it is closed after the attempt). Never raises for HTTP, Graph or network
+        errors.
+        """
+        url = f"{self._root}/{phone_number_id}/media"
+        headers = {"Authorization": f"Bearer {access_token}"}
+
+        async def attempt_once() -> _Answer:
+            file = open_file()
+            try:
+                form = aiohttp.FormData()
+                form.add_field("messaging_product", "whatsapp")
+                form.add_field("type", mime_type)
+                form.add_field("file", file, filename=filename, content_type=mime_type)
+                return await self._request(
+                    "POST", url, headers, needs_wamid=False, data=form,
+                    timeout=self._stream_timeout(),
+                )
+            finally:
+                file.close()
+
+        answer, attempts = await self._with_retries(f"media upload ({mime_type})", attempt_once)
+        media_id = (answer.raw or {}).get("id") if answer.error is None else None
+        if answer.error is None and not (isinstance(media_id, str) and media_id):
+            error = GraphError(None, "Answer without a media id", "", 200)
+            return UploadResult(None, error, attempts)
+        return UploadResult(media_id, answer.error, attempts)
+
+    def _stream_timeout(self) -> aiohttp.ClientTimeout:
+        """Per-read and connect limits only: a large file may take longer than one call."""
+        limit = self._timeout.total
+        return aiohttp.ClientTimeout(total=None, sock_connect=limit, sock_read=limit)
+
+
+def _media_info(raw: dict[str, Any], media_id: str) -> MediaInfo | None:
+    url = raw.get("url")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        return None
+    size = raw.get("file_size")
+    return MediaInfo(
+        media_id=str(raw.get("id") or media_id),
+        url=url,
+        mime_type=str(raw.get("mime_type") or ""),
+        sha256=str(raw.get("sha256") or ""),
+        file_size=_as_int(size),
+    )
+
+
+def _network_failure(exc: BaseException) -> _Answer:
+    kind = "Timeout" if isinstance(exc, asyncio.TimeoutError) else "Network error"
+    return _Answer(None, GraphError(None, kind, _exception_text(exc), None, network=True))
 
 
 def _parse_answer(status: int, text: str, *, needs_wamid: bool) -> _Answer:

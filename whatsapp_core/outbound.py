@@ -21,15 +21,18 @@ How each response key is rendered (limits from the fact sheet, section 6):
   and everything before it is sent first as text messages (the question usually comes
   last). No text gives the body :data:`DEFAULT_CHOICE_PROMPT`. The list's button label is
   ``metadata.list_button`` (≤20) or :data:`DEFAULT_LIST_BUTTON`.
-- ``image`` (URL) and ``attachment`` (URL → document; or ``{url|link|id, filename?,
-  caption?, type?: document|image|video|audio}``): media by link (or uploaded id). Without
+- ``image`` (URL) and ``attachment`` (URL → document; or ``{url|link|id|path, filename?,
+  caption?, type?: document|image|video|audio}``): media by link, by uploaded id, or a local
+  file by ``path`` (relative to ``media_upload_dir``; the sender uploads it, see
+  :mod:`whatsapp_core.media_upload`). Without
   choices, a text of ≤1024 characters becomes the caption of the first image, video or
   document that has none; otherwise the text goes first as text messages. A document's
   filename defaults to the last segment of its URL path. Audio takes no caption.
 - ``custom``: a whole Cloud API message object (or ``custom.whatsapp``: one object or a list,
   so a response can carry payloads for several channels), validated against the documented
-  limits and sent as given. A ``custom`` with neither ``whatsapp`` nor ``type`` is meant for
-  another channel and is skipped.
+  limits and sent as given; its top-level image, video, audio, document or sticker may
+  name a local file with ``path`` instead of ``id``/``link``. A ``custom`` with neither
+  ``whatsapp`` nor ``type`` is meant for another channel and is skipped.
 - ``elements`` (Rasa carousel items ``{title, subtitle?, image_url?, buttons?}``): each item
   is rendered like a response of its own whose text is ``*title*`` and the subtitle.
 
@@ -476,9 +479,15 @@ def _attachment(value: Any) -> _Media | None:
         )
     link = value.get("url") or value.get("link")
     media_id = value.get("id")
-    if bool(link) == bool(media_id):
-        raise InvalidOutboundMessage("attachment", "needs exactly one of url/link or id")
-    source = {"link": _url(link, "attachment.url")} if link else {"id": str(media_id)}
+    path = value.get("path")
+    if [bool(link), bool(media_id), bool(path)].count(True) != 1:
+        raise InvalidOutboundMessage("attachment", "needs exactly one of url/link, id or path")
+    if link:
+        source = {"link": _url(link, "attachment.url")}
+    elif path:
+        source = {"path": _local_path(path, "attachment.path")}
+    else:
+        source = {"id": str(media_id)}
     caption = _text(value.get("caption"), "attachment.caption") or None
     if caption and kind is OutboundKind.AUDIO:
         raise InvalidOutboundMessage("attachment.caption", "audio messages take no caption")
@@ -579,19 +588,29 @@ def _check_text(content: Any, field: str) -> OutboundKind:
 
 def _media_check(kind: OutboundKind, *, caption: bool, filename: bool = False) -> _Check:
     def check(content: Any, field: str) -> OutboundKind:
-        _check_media_object(content, field, caption=caption, filename=filename)
+        _check_media_object(content, field, caption=caption, filename=filename, local=True)
         return kind
 
     return check
 
 
-def _check_media_object(content: Any, field: str, *, caption: bool, filename: bool) -> None:
+def _check_media_object(
+    content: Any, field: str, *, caption: bool, filename: bool, local: bool = False
+) -> None:
+    """``local``: a ``path`` to a local file may stand for ``id``/``link`` (top-level media
+    messages only: the sender uploads it)."""
     _require_object(content, field)
-    has_id, has_link = bool(content.get("id")), bool(content.get("link"))
-    if has_id == has_link:
-        raise InvalidOutboundMessage(field, "needs exactly one of id or link")
-    if has_link:
+    sources = ("id", "link", "path") if local else ("id", "link")
+    if [bool(content.get(key)) for key in sources].count(True) != 1:
+        raise InvalidOutboundMessage(field, f"needs exactly one of {' or '.join(sources)}")
+    if content.get("link"):
         _url(content["link"], f"{field}.link")
+    if content.get("path"):
+        if not local:
+            raise InvalidOutboundMessage(
+                f"{field}.path", "a local file is sent only as a media message; use id or link"
+            )
+        _local_path(content["path"], f"{field}.path")
     if "caption" in content:
         if not caption:
             raise InvalidOutboundMessage(f"{field}.caption", "this media type takes no caption")
@@ -835,6 +854,13 @@ def _url(value: Any, field: str) -> str:
         or any(ch.isspace() for ch in value)
     ):
         raise InvalidOutboundMessage(field, f"must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _local_path(value: Any, field: str) -> str:
+    """A local file's path as given; where it may be is checked when it is uploaded."""
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise InvalidOutboundMessage(field, f"must be a file path, got {value!r}")
     return value
 
 

@@ -28,6 +28,7 @@ from whatsapp_core.config import ChannelConfig
 from whatsapp_core.delivery import STUCK_EXPLANATION, DeliveryFailure
 from whatsapp_core.errors import lookup
 from whatsapp_core.masking import mask_phone
+from whatsapp_core.media_fetch import MediaFetcher
 from whatsapp_core.normalize import UnattributableMessage, normalize
 from whatsapp_core.ordered import OrderedWorkers
 from whatsapp_core.outbound import MenuOption, NumberedMenu
@@ -104,8 +105,10 @@ class WebhookReceiver:
         already_handled: HandledCheck | None = None,
         trigger: TriggerCallback | None = None,
         rules: SendRules | None = None,
+        media: MediaFetcher | None = None,
     ) -> None:
         self.config = config
+        self._media = media
         self.store = store
         self.sender = sender
         self._turn = turn
@@ -145,6 +148,8 @@ class WebhookReceiver:
             self._route_other(change)
             if change.route is WebhookField.TEMPLATE_STATUS:
                 await self._record_template_statuses(change)
+        if self._media is not None:  # media (issue #10): fetched in the background
+            self._media.submit(new)
         self._turns.submit(new)
         for failure in failures:
             self.submit_external(
@@ -290,7 +295,7 @@ class WebhookReceiver:
         elif change.route is WebhookField.SMB_MESSAGE_ECHOES:
             logger.info(
                 "WhatsApp Business app echo: %d message(s) the business sent from the app",
-                len(change.value.get("message_echoes") or []),
+                _count(change.value.get("message_echoes")),
             )
         else:
             logger.info("WhatsApp '%s' webhook acknowledged", change.field or "?")
@@ -324,6 +329,8 @@ class WebhookReceiver:
     async def _run_turn(self, item: InboxItem) -> None:
         await self.store.run(lambda c: followups.cancel(c, item.conversation_id))
         item = await self._resolve_menu_choice(item)
+        if self._media is not None:  # media (issue #10): the download state known now
+            item = await self._media.with_download_state(item)
         readable = item.phone_number_id and item.message_id.startswith("wamid.")
         if self.config.mark_as_read and readable:
             self.sender.mark_read(
@@ -416,3 +423,8 @@ class WebhookReceiver:
                 await self._sweeper
         await self._turns.stop()
         await self.sender.stop()
+
+
+def _count(items: object) -> int:
+    """How many items a webhook list holds (0 when Meta's value is not a list)."""
+    return len(items) if isinstance(items, list) else 0

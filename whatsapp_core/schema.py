@@ -122,7 +122,6 @@ media = sa.Table(
     sa.Column("sha256", sa.String(64)),
     sa.Column("webhook_sha256", sa.String(128)),
     sa.Column("filename", sa.Text),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("ix_whatsapp_media_state", "state", "updated_at"),

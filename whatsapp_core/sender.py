@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from whatsapp_core import followups
 from whatsapp_core.graph_client import GraphClient
 from whatsapp_core.masking import mask_phone
+from whatsapp_core.media_upload import LocalMediaUploader
 from whatsapp_core.ordered import OrderedWorkers
 from whatsapp_core.outbound import OutboundKind, OutboundMessage
 from whatsapp_core.send_rules import SendRules
@@ -58,8 +59,10 @@ class OutboundSender:
         rules: SendRules | None = None,
         on_template_failure: Callable[[str, str | None, str], None] | None = None,
         follow_up_after_seconds: float = 0,
+        media: LocalMediaUploader | None = None,
     ) -> None:
         self._store = store
+        self._media = media
         self._graph = graph
         self._token_for = access_token_for
         self._default_phone_number_id = default_phone_number_id
@@ -190,6 +193,30 @@ class OutboundSender:
                 )
             return
         phone_number_id = job.phone_number_id or self._default_phone_number_id
+        payload = job.payload
+        if self._media is not None:  # media (issue #10): a local file is uploaded here
+            prepared = await self._media.prepare(
+                phone_number_id, self._token_for(phone_number_id), payload
+            )
+            if prepared.payload is None:
+                logger.warning(
+                    "WhatsApp: %s to %s not sent: %s: %s",
+                    job.kind,
+                    mask_phone(job.recipient),
+                    prepared.error_title,
+                    prepared.error_details,
+                )
+                await self._store.finish_outbound(
+                    job.id,
+                    state=OutboxState.FAILED,
+                    wamid=None,
+                    attempts=0,
+                    error_code=prepared.error_code,
+                    error_title=prepared.error_title,
+                    error_details=prepared.error_details,
+                )
+                return
+            payload = prepared.payload
         billed = self._rules is not None and job.kind == OutboundKind.TEMPLATE.value
         if billed:
             refused = await self._rules.reserve(job.id, job.conversation_id, job.payload)
@@ -210,7 +237,7 @@ class OutboundSender:
                 )
                 return
         result = await self._graph.send_message(
-            phone_number_id, self._token_for(phone_number_id), job.payload
+            phone_number_id, self._token_for(phone_number_id), payload
         )
         if result.ok:
             await self._store.finish_outbound(

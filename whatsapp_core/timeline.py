@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from whatsapp_core.delivery import STUCK_ACTIONS, STUCK_EXPLANATION, DeliveryFailure
-from whatsapp_core.schema import STUCK, inbox, outbox, status_events
+from whatsapp_core.schema import STUCK, inbox, media, outbox, status_events
 
 HELD_EXPLANATIONS = {
     "window_closed": (
@@ -41,6 +41,7 @@ class TimelineEntry:
     failure: dict[str, Any] | None = None
     unsupported: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    media: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form for the agent API."""
@@ -55,6 +56,7 @@ class TimelineEntry:
             "failure": self.failure,
             "unsupported": self.unsupported,
             "raw": self.raw,
+            "media": self.media,
         }
 
 
@@ -76,6 +78,19 @@ def outbound_summary(payload: dict[str, Any]) -> str:
 def load_timeline(connection: Connection, conversation_id: str) -> list[TimelineEntry]:
     """Every message of ``conversation_id``, oldest first (a SQL function for the store)."""
     entries: list[TimelineEntry] = []
+    files = {
+        row.message_id: {
+            "state": row.state,
+            "reason": row.reason,
+            "mime_type": row.mime_type,
+            "size": row.size,
+            "filename": row.filename,
+            "url": f"api/media/{row.message_id}" if row.state == "ready" else None,
+        }
+        for row in connection.execute(
+            sa.select(media).where(media.c.conversation_id == conversation_id)
+        ).fetchall()
+    }
     for row in connection.execute(
         sa.select(inbox).where(inbox.c.conversation_id == conversation_id)
     ).fetchall():
@@ -90,6 +105,7 @@ def load_timeline(connection: Connection, conversation_id: str) -> list[Timeline
                 state=row.state,
                 unsupported=details.get("unsupported"),
                 raw=details.get("raw") or {},
+                media=files.get(row.message_id),
             )
         )
     events: dict[str, list[Any]] = {}

@@ -286,8 +286,37 @@
       li.append(head, el("p", "text", entry.summary));
       if (entry.failure) li.append(failureItem("", entry.failure));
       if (entry.unsupported) li.append(unsupportedBlock(entry, index));
+      if (entry.media) li.append(mediaBlock(entry.media));
       list.append(li);
     });
+  }
+
+  function mediaBlock(media) {
+    // The file is fetched with the token in a header (never in the URL) and shown from a
+    // blob: URL; the server marks anything but an image as an attachment.
+    const box = el("div", "media");
+    if (!media.url) {
+      box.append(el("span", "media-state", "File: " + media.state + (media.reason ? " (" + media.reason + ")" : "")));
+      return box;
+    }
+    const open = el("button", "media-open", "Open file");
+    open.type = "button";
+    open.addEventListener("click", async () => {
+      const response = await fetch(media.url, {
+        headers: { Authorization: "Bearer " + token() },
+        credentials: "omit",
+        cache: "no-store",
+      });
+      if (!response.ok) return;
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(await response.blob());
+      link.download = media.filename || "";
+      link.rel = "noopener";
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+    });
+    box.append(open, el("span", "media-type", media.mime_type || ""));
+    return box;
   }
 
   function unsupportedBlock(entry, index) {

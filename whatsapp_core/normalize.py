@@ -69,16 +69,24 @@ def intent_command(intent: str, entities: dict[str, Any] | None = None) -> str:
     """``/intent{"entity": value}`` in the form Rasa's intent-command parser accepts."""
     if not entities:
         return f"/{intent}"
-    return f"/{intent}{json.dumps(entities, ensure_ascii=False, separators=(',', ':'))}"
+    return _valid_unicode(
+        f"/{intent}{json.dumps(entities, ensure_ascii=False, separators=(',', ':'))}"
+    )
 
 
 def _typed_text(value: Any) -> str:
     """Contact-typed text, with leading ``/`` removed so it cannot be an intent command."""
-    return str(value or "").strip().lstrip("/").strip()
+    return _valid_unicode(str(value or "")).strip().lstrip("/").strip()
+
+
+def _valid_unicode(text: str) -> str:
+    """``text`` without lone UTF-16 surrogates (valid JSON escapes, but not text any
+    database or NLU can store): each becomes U+FFFD."""
+    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
 
 
 def _choice(payload: Any, title: Any) -> str:
-    payload_text = str(payload or "").strip()
+    payload_text = _valid_unicode(str(payload or "")).strip()
     if payload_text.startswith("/"):
         return payload_text
     return _typed_text(title) or _typed_text(payload_text)
@@ -228,6 +236,8 @@ def _referral(referral: dict[str, Any]) -> dict[str, Any] | None:
     if not referral:
         return None
     source_type = referral.get("source_type")
+    if not isinstance(source_type, str):
+        source_type = None
     return {
         "source_type": source_type,
         "source_id": referral.get("source_id"),

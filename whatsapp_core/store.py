@@ -241,7 +241,8 @@ class WhatsAppStore:
                 "claimed_at": now,
                 "attempts": 0,
                 "text": item.text,
-                "metadata_json": json.dumps(item.metadata, ensure_ascii=False, default=str),
+                # ASCII escapes: a lone surrogate in contact data stays storable
+                "metadata_json": json.dumps(item.metadata, default=str),
             }
             if insert_ignoring_duplicate(connection, inbox, values):
                 new.append(item)

@@ -64,14 +64,18 @@ def _str(value: Any) -> str | None:
     return text or None
 
 
+MAX_INT = 2**53
+"""Larger numbers are not timestamps or codes Meta sends (and overflow SQL integers)."""
+
+
 def _int(value: Any) -> int | None:
     """Unix seconds from Meta's string timestamps; None for placeholders or garbage."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and 0 <= value < MAX_INT:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
     return None
 
 
@@ -92,9 +96,8 @@ class MetaError:
     @classmethod
     def from_dict(cls, data: Any) -> MetaError:
         data = _dict(data)
-        code = data.get("code")
         return cls(
-            code=code if isinstance(code, int) and not isinstance(code, bool) else _int(code),
+            code=_int(data.get("code")),
             title=str(data.get("title") or ""),
             message=str(data.get("message") or data.get("title") or ""),
             details=str(_dict(data.get("error_data")).get("details") or data.get("details") or ""),

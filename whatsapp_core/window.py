@@ -61,6 +61,11 @@ SLOT_ENTRY_POINT_AT = "whatsapp_entry_point_at"
 SLOT_FIRST_REPLY_AT = "whatsapp_first_reply_at"
 
 
+def _is_entry_point(value: Any) -> bool:
+    """Is ``value`` ``"ad"`` or ``"post"`` (and not some other JSON value)?"""
+    return isinstance(value, str) and value in ENTRY_POINT_SOURCES
+
+
 def _hours(environ: Mapping[str, str], name: str, default_seconds: int) -> int:
     raw = environ.get(name)
     if raw is None or not raw.strip():
@@ -174,7 +179,7 @@ class ConversationFacts:
         """
         entry_point = slots.get(SLOT_ENTRY_POINT)
         entry_point_at = _seconds(slots.get(SLOT_ENTRY_POINT_AT))
-        if entry_point not in ENTRY_POINT_SOURCES or entry_point_at is None:
+        if not _is_entry_point(entry_point) or entry_point_at is None:
             return cls(last_inbound_at=_seconds(slots.get(SLOT_LAST_INBOUND_AT)))
         return cls(
             last_inbound_at=_seconds(slots.get(SLOT_LAST_INBOUND_AT)),
@@ -321,7 +326,7 @@ def _contact_message(event: Mapping[str, Any]) -> tuple[int, str | None] | None:
     entry_point = None
     if isinstance(referral, Mapping):
         entry_point = referral.get("entry_point", referral.get("source_type"))
-    return at, entry_point if entry_point in ENTRY_POINT_SOURCES else None
+    return at, entry_point if _is_entry_point(entry_point) else None
 
 
 def facts_from_events(

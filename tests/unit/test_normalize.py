@@ -228,3 +228,17 @@ def test_overlong_text_is_cut_to_whatsapps_limit_and_flagged():
     result = normalize(message, None, BusinessNumber("1", "2"), received_at=NOW)
     assert len(result.text) == 4096
     assert result.metadata["whatsapp"]["truncated"] is True
+
+
+def test_odd_json_values_from_a_forged_or_broken_body_never_raise():
+    message = InboundMessage.from_dict(
+        {
+            "from": "1", "id": "wamid.odd", "timestamp": "17500168001750016800", "type": "text",
+            "text": {"body": "broken \ud800 emoji"},
+            "referral": {"source_type": ["ad"], "source_id": "1"},
+        }
+    )
+    result = normalize(message, None, BusinessNumber("1", "2"), received_at=NOW)
+    assert result.timestamp == NOW  # an impossible timestamp is not trusted
+    assert result.text == "broken \ufffd emoji"
+    assert result.metadata["whatsapp"]["referral"]["entry_point"] is None

@@ -82,7 +82,9 @@ def _typed_text(value: Any) -> str:
 def _valid_unicode(text: str) -> str:
     """``text`` without lone UTF-16 surrogates (valid JSON escapes, but not text any
     database or NLU can store): each becomes U+FFFD."""
-    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _choice(payload: Any, title: Any) -> str:

@@ -327,8 +327,9 @@ class WebhookReceiver:
         await self._run_turn(job)
 
     async def _run_turn(self, item: InboxItem) -> None:
-        await self.store.run(lambda c: followups.cancel(c, item.conversation_id))
-        item = await self._resolve_menu_choice(item)
+        is_text = item.metadata.get("whatsapp", {}).get("type") == "text"
+        options = await self.store.start_turn(item.conversation_id, take_menu=is_text)
+        item = self._resolve_menu_choice(item, options)
         if self._media is not None:  # media (issue #10): the download state known now
             item = await self._media.with_download_state(item)
         readable = item.phone_number_id and item.message_id.startswith("wamid.")
@@ -345,14 +346,11 @@ class WebhookReceiver:
         for message_id in albums.message_ids(item):
             await self.store.mark_done(message_id)
 
-    async def _resolve_menu_choice(self, item: InboxItem) -> InboxItem:
+    @staticmethod
+    def _resolve_menu_choice(item: InboxItem, options: list[dict[str, Any]] | None) -> InboxItem:
         """Map a reply to a numbered text menu ("2") back to that option's payload."""
-        if item.metadata.get("whatsapp", {}).get("type") != "text":
-            return item
-        options = await self.store.pending_menu(item.conversation_id)
         if not options:
             return item
-        await self.store.save_menu(item.conversation_id, [])
         menu = NumberedMenu(
             tuple(MenuOption(o["number"], o["title"], o["payload"]) for o in options)
         )

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 
 import whatsapp_core.handover  # noqa: F401 - registers the handover queue table
 import whatsapp_core.ledger  # noqa: F401 - registers the ledger tables
+from whatsapp_core import followups
 from whatsapp_core.schema import (
     STUCK,
     inbox,
@@ -158,23 +159,41 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, ``synchronous=NORMAL`` and a busy timeout."""
-    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    """An engine for ``url``; SQLite gets WAL, ``synchronous=NORMAL`` and a busy timeout.
+
+    SQLite connections are pooled: SQLAlchemy 1.4 would open and close one per
+    transaction, and closing the last connection checkpoints the WAL while holding the
+    GIL, which stalls the event loop (measured: 3.06 ms → 0.45 ms per status transaction).
+    """
+    if sa.engine.make_url(url).get_backend_name() == "sqlite":
+        engine = sa.create_engine(
+            url,
+            future=True,
+            poolclass=sa.pool.QueuePool,
+            pool_size=2,
+            max_overflow=4,
+            connect_args={"check_same_thread": False},
+        )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+        return engine
+    return sa.create_engine(url, future=True, pool_pre_ping=True)
 
 
 class WhatsAppStore:
-    """Async facade over the SQL tables; every call runs on the store's own thread."""
+    """Async facade over the SQL tables; every call runs on one of the store's threads.
+
+    Two threads: the ingress thread writes what a webhook answer waits for (inbox inserts
+    and status updates, batched: one transaction for everything that arrived together),
+    so an ack never queues behind the bookkeeping of bot turns, which runs on the other.
+    """
 
     def __init__(self, url: str, *, instance_id: str) -> None:
         self.url = url
         self.instance_id = instance_id
         self._engine = create_engine(url)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatsapp-store")
-        self._pending: list[tuple[Sequence[InboxItem], asyncio.Future, asyncio.AbstractEventLoop]]
-        self._pending = []
+        self._ingress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatsapp-ingress")
+        self._pending: list[tuple[Callable[[Connection], Any], asyncio.Future, Any]] = []
         self._pending_lock = threading.Lock()
         self._flush_scheduled = False
         metadata.create_all(self._engine)
@@ -188,24 +207,31 @@ class WhatsAppStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     def close(self) -> None:
-        """Stop the store's thread and close its connections."""
+        """Stop the store's threads and close its connections."""
+        self._ingress.shutdown(wait=True)
         self._executor.shutdown(wait=True)
         self._engine.dispose()
+
+    async def run_batched(self, fn: Callable[[Connection], T]) -> T:
+        """Like :meth:`run`, on the ingress thread, in one transaction with whatever other
+        ``run_batched`` calls are waiting (group commit). If the shared transaction fails,
+        each call is retried alone, so one bad call cannot fail the others."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        with self._pending_lock:
+            self._pending.append((fn, future, loop))
+            schedule = not self._flush_scheduled
+            self._flush_scheduled = True
+        if schedule:
+            self._ingress.submit(self._flush_pending)
+        return await future
 
     # ----------------------------------------------------------------- inbox
     async def accept(self, items: Sequence[InboxItem]) -> list[InboxItem]:
         """Durably insert ``items``; return those that were new (not duplicates)."""
         if not items:
             return []
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
-        with self._pending_lock:
-            self._pending.append((items, future, loop))
-            schedule = not self._flush_scheduled
-            self._flush_scheduled = True
-        if schedule:
-            self._executor.submit(self._flush_pending)
-        return await future
+        return await self.run_batched(lambda connection: self._insert_new(connection, items))
 
     def _flush_pending(self) -> None:
         while True:
@@ -216,12 +242,21 @@ class WhatsAppStore:
                     return
             try:
                 with self._engine.begin() as connection:
-                    results = [self._insert_new(connection, items) for items, _, _ in batch]
-            except Exception as error:  # noqa: BLE001 - handed to every waiting request
-                for _, future, loop in batch:
-                    loop.call_soon_threadsafe(_set_exception, future, error)
+                    results = [fn(connection) for fn, _, _ in batch]
+            except Exception:  # noqa: BLE001 - retried one by one below
+                self._flush_one_by_one(batch)
                 continue
             for (_, future, loop), result in zip(batch, results, strict=True):
+                loop.call_soon_threadsafe(_set_result, future, result)
+
+    def _flush_one_by_one(self, batch: list) -> None:
+        for fn, future, loop in batch:
+            try:
+                with self._engine.begin() as connection:
+                    result = fn(connection)
+            except Exception as error:  # noqa: BLE001 - handed to the waiting request
+                loop.call_soon_threadsafe(_set_exception, future, error)
+            else:
                 loop.call_soon_threadsafe(_set_result, future, result)
 
     def _insert_new(self, connection: Connection, items: Sequence[InboxItem]) -> list[InboxItem]:
@@ -525,7 +560,7 @@ class WhatsAppStore:
                 )
             return applied
 
-        return await self.run(update)
+        return await self.run_batched(update)
 
     async def status_events_for(self, conversation_id: str) -> list[dict[str, Any]]:
         """Every recorded status event of a conversation, in arrival order."""
@@ -602,6 +637,25 @@ class WhatsAppStore:
             )
 
         await self.run(upsert)
+
+    async def start_turn(
+        self, conversation_id: str, *, take_menu: bool
+    ) -> list[dict[str, Any]] | None:
+        """One transaction before a contact's turn: cancel the conversation's follow-up
+        (the contact wrote) and, with ``take_menu``, take the pending numbered menu (it
+        answers only the next message)."""
+
+        def start(connection: Connection) -> list[dict[str, Any]] | None:
+            followups.cancel(connection, conversation_id)
+            if not take_menu:
+                return None
+            condition = menus.c.conversation_id == conversation_id
+            raw = connection.execute(sa.select(menus.c.options_json).where(condition)).scalar()
+            if raw is not None:
+                connection.execute(menus.delete().where(condition))
+            return json.loads(raw) if raw else None
+
+        return await self.run(start)
 
     async def pending_menu(self, conversation_id: str) -> list[dict[str, Any]] | None:
         """The options of the last numbered menu sent to a conversation, if any."""

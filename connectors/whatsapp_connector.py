@@ -34,6 +34,7 @@ from typing import Any
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.shared.core.events import UserUttered
 from sanic import Blueprint, response
+from sanic.exceptions import InvalidUsage
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from sqlalchemy.engine import make_url
@@ -304,6 +305,9 @@ class WhatsAppInput(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("whatsapp_webhook", __name__)
+        # Sanic 21.12 answers a non-numeric Content-Length with a 500 and spins forever on
+        # a negative one (before any route runs): refuse both with a 400 first.
+        webhook.signal("http.lifecycle.request")(_reject_invalid_content_length)
 
         @webhook.listener("after_server_start")
         async def start(app: Any, _loop: Any) -> None:
@@ -346,6 +350,13 @@ class WhatsAppInput(InputChannel):
 
         register_agent_routes(webhook, self, lambda app: self.runtime(app, on_new_message))
         return webhook
+
+
+def _reject_invalid_content_length(request: Request) -> None:
+    value = request.headers.get("content-length")
+    if value is not None and not (value.isascii() and value.isdigit()):
+        logger.warning("HTTP request refused: invalid Content-Length")
+        raise InvalidUsage("invalid Content-Length")
 
 
 def _same(given: str, expected: str) -> bool:

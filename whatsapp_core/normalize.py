@@ -74,6 +74,11 @@ def intent_command(intent: str, entities: dict[str, Any] | None = None) -> str:
     )
 
 
+def _valid_id(value: str | None) -> str | None:
+    """An id safe to store (ids Meta sends are ASCII; anything else is cleaned)."""
+    return _valid_unicode(value)[:255] if value else None
+
+
 def _typed_text(value: Any) -> str:
     """Contact-typed text, with leading ``/`` removed so it cannot be an intent command."""
     return _valid_unicode(str(value or "")).strip().lstrip("/").strip()
@@ -173,12 +178,12 @@ def normalize(
     JSON>``) so re-deliveries still dedupe. Raises :class:`UnattributableMessage`
     when no contact id can be found.
     """
-    wa_id = message.from_wa_id or (contact.wa_id if contact else None)
-    user_id = message.from_user_id or (contact.user_id if contact else None)
+    wa_id = _valid_id(message.from_wa_id or (contact.wa_id if contact else None))
+    user_id = _valid_id(message.from_user_id or (contact.user_id if contact else None))
     sender_id = wa_id or user_id
     if not sender_id:
         raise UnattributableMessage("message names no contact (no from, wa_id or user_id)")
-    message_id = message.id or _synthetic_id(message.raw)
+    message_id = _valid_id(message.id) or _synthetic_id(message.raw)
     timestamp = message.timestamp if message.timestamp is not None else received_at
 
     details: dict[str, Any] = {

@@ -123,6 +123,7 @@ class WebhookReceiver:
             prepare=self._gather_album,
         )
         self._unserved_logged: set[str] = set()
+        self._held: set[str] = set()
         self._sweeper: asyncio.Task | None = None
 
     # --------------------------------------------------------------- webhook
@@ -150,7 +151,7 @@ class WebhookReceiver:
                 await self._record_template_statuses(change)
         if self._media is not None:  # media (issue #10): fetched in the background
             self._media.submit(new)
-        self._turns.submit(new)
+        self._queue_turns(new)
         for failure in failures:
             self.submit_external(
                 ExternalIntent(
@@ -326,10 +327,27 @@ class WebhookReceiver:
             return
         await self._run_turn(job)
 
+    def _queue_turns(self, items: list[InboxItem]) -> None:
+        """Queue turns; their inbox rows are held (claim renewed) until the turn is over."""
+        self._held.update(item.message_id for item in items)
+        self._turns.submit(items)
+
     async def _run_turn(self, item: InboxItem) -> None:
+        message_ids = albums.message_ids(item)
+        try:
+            await self._take_turn(item, message_ids)
+        finally:
+            self._held.difference_update(message_ids)
+
+    async def _take_turn(self, item: InboxItem, message_ids: list[str]) -> None:
         is_text = item.metadata.get("whatsapp", {}).get("type") == "text"
-        options = await self.store.start_turn(item.conversation_id, take_menu=is_text)
-        item = self._resolve_menu_choice(item, options)
+        start = await self.store.start_turn(
+            item.conversation_id, message_ids, take_menu=is_text
+        )
+        if not start.claimed:
+            logger.info("WhatsApp message %s was taken over or done elsewhere", item.message_id)
+            return
+        item = self._resolve_menu_choice(item, start.menu)
         if self._media is not None:  # media (issue #10): the download state known now
             item = await self._media.with_download_state(item)
         readable = item.phone_number_id and item.message_id.startswith("wamid.")
@@ -343,7 +361,7 @@ class WebhookReceiver:
                 )
             )
         await self._turn(item)
-        for message_id in albums.message_ids(item):
+        for message_id in message_ids:
             await self.store.mark_done(message_id)
 
     @staticmethod
@@ -367,7 +385,7 @@ class WebhookReceiver:
                 await self.store.mark_done(item.message_id)
             else:
                 pending.append(item)
-        self._turns.submit(pending)
+        self._queue_turns(pending)
         replies = await self.store.claim_stale_outbound(lease)
         self.sender.resume(replies)
         if pending or replies:
@@ -388,6 +406,7 @@ class WebhookReceiver:
         last_prune = 0.0
         while True:
             try:
+                await self.store.renew(self._held)
                 await self.recover()
                 for record in await self.store.flag_stuck(self.config.stuck_after_seconds):
                     logger.warning(

@@ -257,6 +257,9 @@ class OutboundSender:
             wamid=None,
             attempts=result.attempts,
             error_code=error.code if error else None,
-            error_title=(info.title if info else None) or (error.title if error else None),
+            # a network error has no code: its own title ("Timeout") says more
+            error_title=(
+                (error.title if error.code is None else info.title) if error and info else None
+            ),
             error_details=error.details if error else None,
         )

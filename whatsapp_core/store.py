@@ -25,7 +25,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -93,6 +93,14 @@ class InboxItem:
     opens_window: bool
     text: str
     metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    """Whether a turn may run, and the numbered menu its message may answer."""
+
+    claimed: bool
+    menu: list[dict[str, Any]] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -639,23 +647,56 @@ class WhatsAppStore:
         await self.run(upsert)
 
     async def start_turn(
-        self, conversation_id: str, *, take_menu: bool
-    ) -> list[dict[str, Any]] | None:
-        """One transaction before a contact's turn: cancel the conversation's follow-up
-        (the contact wrote) and, with ``take_menu``, take the pending numbered menu (it
-        answers only the next message)."""
+        self, conversation_id: str, message_ids: Sequence[str], *, take_menu: bool
+    ) -> TurnStart:
+        """One transaction before a contact's turn.
 
-        def start(connection: Connection) -> list[dict[str, Any]] | None:
+        First the inbox rows are taken for this instance (still ``accepted`` and owned by
+        it): when none is, another instance took them over or they are done, and the
+        turn must not run (``claimed`` False). Then the conversation's follow-up is
+        cancelled (the contact wrote) and, with ``take_menu``, the pending numbered menu
+        is taken (it answers only the next message).
+        """
+
+        def start(connection: Connection) -> TurnStart:
+            claimed = connection.execute(
+                inbox.update()
+                .where(inbox.c.message_id.in_(list(message_ids)))
+                .where(inbox.c.owner == self.instance_id)
+                .where(inbox.c.state == InboxState.ACCEPTED.value)
+                .values(claimed_at=time.time())
+            ).rowcount
+            if not claimed:
+                return TurnStart(False, None)
             followups.cancel(connection, conversation_id)
             if not take_menu:
-                return None
+                return TurnStart(True, None)
             condition = menus.c.conversation_id == conversation_id
             raw = connection.execute(sa.select(menus.c.options_json).where(condition)).scalar()
             if raw is not None:
                 connection.execute(menus.delete().where(condition))
-            return json.loads(raw) if raw else None
+            return TurnStart(True, json.loads(raw) if raw else None)
 
         return await self.run(start)
+
+    async def renew(self, message_ids: Iterable[str]) -> None:
+        """Renew this instance's claim on inbox rows it holds (queued or in a turn), so
+        the recovery sweep of any instance leaves them alone however long the backlog."""
+        ids = list(message_ids)
+
+        def touch(connection: Connection) -> None:
+            now = time.time()
+            for start in range(0, len(ids), 500):
+                connection.execute(
+                    inbox.update()
+                    .where(inbox.c.message_id.in_(ids[start : start + 500]))
+                    .where(inbox.c.owner == self.instance_id)
+                    .where(inbox.c.state == InboxState.ACCEPTED.value)
+                    .values(claimed_at=now)
+                )
+
+        if ids:
+            await self.run(touch)
 
     async def pending_menu(self, conversation_id: str) -> list[dict[str, Any]] | None:
         """The options of the last numbered menu sent to a conversation, if any."""

@@ -268,3 +268,19 @@ async def test_template_status_webhooks_are_recorded_for_every_process(channel_s
     assert [(r.name, r.language, r.status) for r in rows] == [
         ("auto_generated_123456", "en-US", "PAUSED")
     ]
+
+
+@pytest.mark.parametrize("content_length", [b"abc", b"-1", b"99999999999999999999999"])
+async def test_an_invalid_content_length_is_a_400_and_the_server_stays_up(channel_server, content_length):
+    host, port = channel_server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /webhooks/whatsapp/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: "
+        + content_length + b"\r\nConnection: close\r\n\r\n{}"
+    )
+    await writer.drain()
+    line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert line.split()[1] in (b"400", b"413")
+    status, _ = await channel_server.get("/webhooks/whatsapp/")
+    assert status == 200

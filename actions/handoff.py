@@ -56,6 +56,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from actions.env_settings import positive_int
 from whatsapp_core import handover
 from whatsapp_core.handover import (
     OPEN_STATES,
@@ -109,22 +110,7 @@ def handoff_after_fallbacks(environ: Mapping[str, str] | None = None) -> int:
     Reads ``WHATSAPP_HANDOFF_AFTER_FALLBACKS`` from ``environ`` (default ``os.environ``);
     missing, not a whole number or below 1 gives :data:`DEFAULT_FALLBACKS` (2).
     """
-    raw = (os.environ if environ is None else environ).get(FALLBACKS_ENV)
-    if raw is None or not raw.strip():
-        return DEFAULT_FALLBACKS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        logger.warning(
-            "Ignoring %s=%r: expected a whole number >= 1; using %d.",
-            FALLBACKS_ENV,
-            raw,
-            DEFAULT_FALLBACKS,
-        )
-        return DEFAULT_FALLBACKS
-    return value
+    return positive_int(FALLBACKS_ENV, DEFAULT_FALLBACKS, environ)
 
 
 def _intent(event: Mapping[str, Any]) -> str | None:

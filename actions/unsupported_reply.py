@@ -27,7 +27,6 @@ from the main phone; anything else: share a screenshot or text).
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -36,6 +35,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.env_settings import positive_int
 from whatsapp_core.unsupported import RecommendedReply, UnsupportedKind, recommended_reply_for
 
 logger = logging.getLogger(__name__)
@@ -74,22 +74,7 @@ def handoff_after(environ: Mapping[str, str] | None = None) -> int:
     ``os.environ``). A missing, non-integer or smaller-than-1 value gives
     ``DEFAULT_HANDOFF_AFTER`` (3).
     """
-    raw = (os.environ if environ is None else environ).get(HANDOFF_AFTER_ENV)
-    if raw is None or not raw.strip():
-        return DEFAULT_HANDOFF_AFTER
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        logger.warning(
-            "Ignoring %s=%r: expected a whole number >= 1; using %d.",
-            HANDOFF_AFTER_ENV,
-            raw,
-            DEFAULT_HANDOFF_AFTER,
-        )
-        return DEFAULT_HANDOFF_AFTER
-    return value
+    return positive_int(HANDOFF_AFTER_ENV, DEFAULT_HANDOFF_AFTER, environ)
 
 
 def unsupported_streak(events: Iterable[Mapping[str, Any]]) -> int:

@@ -7,5 +7,8 @@ run:
 test:
 	./bin/test
 
+bench:
+	./bin/setup && ./bin/train && .venv/bin/python -m bench.run --rounds 3
+
 lint:
 	./bin/setup && .venv/bin/ruff check .

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from whatsapp_core.unsupported import UnsupportedMessage, detect_unsupported
-from whatsapp_core.webhook import BusinessNumber, Contact, InboundMessage
+from whatsapp_core.webhook import BusinessNumber, Contact, InboundMessage, valid_unicode
 
 MAX_TEXT_CHARS = 4096
 """WhatsApp's own limit for a text body; longer texts (never sent by WhatsApp) are cut
@@ -69,31 +69,23 @@ def intent_command(intent: str, entities: dict[str, Any] | None = None) -> str:
     """``/intent{"entity": value}`` in the form Rasa's intent-command parser accepts."""
     if not entities:
         return f"/{intent}"
-    return _valid_unicode(
+    return valid_unicode(
         f"/{intent}{json.dumps(entities, ensure_ascii=False, separators=(',', ':'))}"
     )
 
 
 def _valid_id(value: str | None) -> str | None:
     """An id safe to store (ids Meta sends are ASCII; anything else is cleaned)."""
-    return _valid_unicode(value)[:255] if value else None
+    return valid_unicode(value)[:255] if value else None
 
 
 def _typed_text(value: Any) -> str:
     """Contact-typed text, with leading ``/`` removed so it cannot be an intent command."""
-    return _valid_unicode(str(value or "")).strip().lstrip("/").strip()
-
-
-def _valid_unicode(text: str) -> str:
-    """``text`` without lone UTF-16 surrogates (valid JSON escapes, but not text any
-    database or NLU can store): each becomes U+FFFD."""
-    if text.isascii():
-        return text
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return valid_unicode(str(value or "")).strip().lstrip("/").strip()
 
 
 def _choice(payload: Any, title: Any) -> str:
-    payload_text = _valid_unicode(str(payload or "")).strip()
+    payload_text = valid_unicode(str(payload or "")).strip()
     if payload_text.startswith("/"):
         return payload_text
     return _typed_text(title) or _typed_text(payload_text)

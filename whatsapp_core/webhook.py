@@ -56,11 +56,19 @@ class WebhookField(str, Enum):
             return cls.UNKNOWN
 
 
+def valid_unicode(text: str) -> str:
+    """``text`` without lone UTF-16 surrogates (valid JSON escapes such as ``\\ud800``, but
+    not text a database or NLU can store): each becomes U+FFFD."""
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _str(value: Any) -> str | None:
     """A non-empty string form of an id-like value (YAML/JSON may give ints), else None."""
     if value is None or isinstance(value, (dict, list)):
         return None
-    text = str(value).strip()
+    text = valid_unicode(str(value)).strip()
     return text or None
 
 
@@ -72,8 +80,11 @@ def _int(value: Any) -> int | None:
     """Unix seconds from Meta's string timestamps; None for placeholders or garbage."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        digits = value.strip()
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 16):
+            return None
+        value = int(digits)
     if isinstance(value, int) and 0 <= value < MAX_INT:
         return value
     return None

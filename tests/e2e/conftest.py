@@ -6,10 +6,12 @@ contact numbers so tests do not see each other's conversations.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +108,10 @@ def start_rasa(tmp: Path, sim: SimulatorProcess, rasa_port: int, actions_port: i
     return rasa
 
 
-@pytest.fixture(scope="session")
-def bot(tmp_path_factory):
+@contextlib.contextmanager
+def running_bot(tmp: Path, extra_credentials: str = "") -> Iterator[Bot]:
+    """The simulator, `rasa run actions` and `rasa run` as processes, stopped on exit."""
     assert MODEL.exists(), "train first: ./bin/train"
-    tmp = tmp_path_factory.mktemp("e2e")
     rasa_port, actions_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WHATSAPP_STORE_URL": f"sqlite:///{tmp / 'rasa.db'}"}
     sim = SimulatorProcess(
@@ -126,10 +128,16 @@ def bot(tmp_path_factory):
     rasa = None
     try:
         _wait_http(f"http://127.0.0.1:{actions_port}/health", actions, timeout=60)
-        rasa = start_rasa(tmp, sim, rasa_port, actions_port, env)
+        rasa = start_rasa(tmp, sim, rasa_port, actions_port, env, extra_credentials)
         yield Bot(sim, f"http://127.0.0.1:{rasa_port}", tmp, tmp / "rasa.db")
     finally:
         if rasa is not None:
             rasa.stop()
         actions.stop()
         sim.stop()
+
+
+@pytest.fixture(scope="session")
+def bot(tmp_path_factory):
+    with running_bot(tmp_path_factory.mktemp("e2e")) as running:
+        yield running

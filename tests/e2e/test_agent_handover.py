@@ -5,7 +5,6 @@ while the agent replies through the API; after the hand-back the bot answers aga
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,17 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from simulator.process import SimulatorProcess, free_port
-from tests.e2e.conftest import (
-    MODEL,
-    RASA,
-    REPO_ROOT,
-    SECRET,
-    TOKEN,
-    _Process,
-    _wait_http,
-    start_rasa,
-)
+from simulator.process import SimulatorProcess
+from tests.e2e.conftest import running_bot
 
 pytestmark = pytest.mark.e2e
 
@@ -63,32 +53,8 @@ class Inbox:
 @contextlib.contextmanager
 def bot_with_inbox(tmp: Path) -> Iterator[tuple[SimulatorProcess, Inbox]]:
     """Simulator, action server and rasa run with an agent token, as processes."""
-    assert MODEL.exists(), "train first: ./bin/train"
-    rasa_port, actions_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
-           "WHATSAPP_STORE_URL": f"sqlite:///{tmp / 'rasa.db'}"}
-    sim = SimulatorProcess(
-        webhook_url=f"http://127.0.0.1:{rasa_port}/webhooks/whatsapp/webhook",
-        app_secret=SECRET,
-        access_token=TOKEN,
-    ).start()
-    actions = _Process(
-        "rasa run actions",
-        [RASA, "run", "actions", "--port", str(actions_port), "--actions", "actions"],
-        tmp / "actions.log",
-        env,
-    )
-    rasa = None
-    try:
-        _wait_http(f"http://127.0.0.1:{actions_port}/health", actions, timeout=60)
-        rasa = start_rasa(tmp, sim, rasa_port, actions_port, env,
-                          extra_credentials=f"  agent_token: {AGENT_TOKEN}\n")
-        yield sim, Inbox(f"http://127.0.0.1:{rasa_port}")
-    finally:
-        if rasa is not None:
-            rasa.stop()
-        actions.stop()
-        sim.stop()
+    with running_bot(tmp, extra_credentials=f"  agent_token: {AGENT_TOKEN}\n") as running:
+        yield running.sim, Inbox(running.rasa_url)
 
 
 @pytest.fixture(scope="module")

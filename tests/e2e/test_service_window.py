@@ -90,3 +90,31 @@ def test_no_balance_no_template(bot):
             ledger.release(connection, "drain", "test over")
     assert bot.client.messages(contact) == []
     assert held and held[0].failure["reason"] == "window_closed"
+
+
+def test_inside_the_72_hour_free_entry_point_the_template_is_free(bot):
+    """A contact from a Click-to-WhatsApp ad, answered at once: 48 h later the service
+    window is closed (131047, then the template) but the free entry point still runs, so
+    Meta prices the template free_entry_point and the ledger releases the hold."""
+    contact = "393339000004"
+    top_up(bot, "5.00")
+    before = len(charges(bot))
+    referral = {"source_type": "ad", "source_id": "120226305854810726",
+                "source_url": "https://fb.me/x", "headline": "Chat with us", "ctwa_clid": "c1"}
+    bot.client.inbound_text(contact, "hi", name="Lucia", referral=referral)
+    bot.client.wait_for_messages(contact, 1)
+    bot.client.advance_clock(48 * 3600)
+    try:
+        messages = bot.client.wait_for_messages(contact, 3, timeout=FOLLOW_UP_AFTER + 40)
+    finally:
+        bot.client.set_clock(time.time())
+    template = messages[2]
+    assert messages[1]["error"]["code"] == 131047
+    assert template["type"] == "template"
+    deadline = time.monotonic() + 15
+    while not (template.get("pricing") or {}).get("type") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        template = bot.client.messages(contact)[2]
+    assert template["pricing"]["type"] == "free_entry_point"
+    time.sleep(1)
+    assert len(charges(bot)) == before  # released, not charged

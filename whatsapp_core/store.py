@@ -301,16 +301,6 @@ class WhatsAppStore:
             )
         )
 
-    async def mark_failed(self, message_id: str, reason: str) -> None:
-        """Record that the turn for ``message_id`` failed for good, with the reason."""
-        await self.run(
-            lambda c: c.execute(
-                inbox.update()
-                .where(inbox.c.message_id == message_id)
-                .values(state=InboxState.FAILED.value, error=reason[:2000])
-            )
-        )
-
     async def claim_stale(self, lease_seconds: float, max_attempts: int = 5) -> list[InboxItem]:
         """Take over accepted rows whose claim is older than ``lease_seconds``.
 

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-import whatsapp_core.handover  # noqa: F401 - registers the handover queue table
+import whatsapp_core.handover  # the handover queue table; the last-inbound query
 import whatsapp_core.ledger  # noqa: F401 - registers the ledger tables
 from whatsapp_core import followups
 from whatsapp_core.schema import (
@@ -344,16 +344,9 @@ class WhatsAppStore:
         self, conversation_id: str, phone_number_id: str | None
     ) -> int | None:
         """Newest WhatsApp timestamp of a window-opening message from this contact."""
-
-        def query(connection: Connection) -> int | None:
-            condition = [inbox.c.conversation_id == conversation_id, inbox.c.opens_window]
-            if phone_number_id is not None:
-                condition.append(inbox.c.phone_number_id == phone_number_id)
-            return connection.execute(
-                sa.select(sa.func.max(inbox.c.wa_timestamp)).where(*condition)
-            ).scalar()
-
-        return await self.run(query)
+        return await self.run(
+            lambda c: whatsapp_core.handover.last_inbound_at(c, conversation_id, phone_number_id)
+        )
 
     async def inbox_state(self, message_id: str) -> str | None:
         """The state of one inbound message (None when never accepted)."""

@@ -1,9 +1,8 @@
 """Keyed ordered workers: jobs of one key run one after another, keys run side by side.
 
-Used twice: bot turns after the webhook ack (key = conversation, bounded by a
-semaphore because Rasa's NLU and policies share the event loop with the acks) and
-outbound sends (key = recipient, so replies keep their order while one slow or
-throttled contact never holds up another).
+Used twice: bot turns after the webhook ack (key = conversation) and outbound sends
+(key = recipient, so replies keep their order while one slow or throttled contact never
+holds up another).
 """
 
 from __future__ import annotations
@@ -20,27 +19,19 @@ Job = TypeVar("Job")
 
 
 class OrderedWorkers(Generic[Job]):
-    """Run ``handle(job)`` for submitted jobs, in submit order per key.
-
-    ``max_concurrent`` bounds how many handlers run at once across all keys (None:
-    no bound). ``prepare``, when given, runs first for each job outside that bound (it
-    may wait, and may :meth:`take` later jobs of the same key to merge them) and returns
-    the job to handle. A handler that raises is logged and the key's next job still runs.
-    """
+    """Run ``handle(job)`` for submitted jobs, in submit order per key. A handler may
+    :meth:`take` later jobs of its key (to merge them). A handler that raises is logged
+    and the key's next job still runs."""
 
     def __init__(
         self,
         name: str,
         handle: Callable[[Job], Awaitable[None]],
         key: Callable[[Job], str],
-        max_concurrent: int | None = None,
-        prepare: Callable[[Job], Awaitable[Job]] | None = None,
     ) -> None:
         self._name = name
         self._handle = handle
-        self._prepare = prepare
         self._key = key
-        self._slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
         self._queues: dict[str, deque[Job]] = {}
         self._workers: dict[str, asyncio.Task] = {}
         self._idle = asyncio.Event()
@@ -66,13 +57,7 @@ class OrderedWorkers(Generic[Job]):
 
     async def _run_one(self, job: Job) -> None:
         try:
-            if self._prepare is not None:
-                job = await self._prepare(job)
-            if self._slots is None:
-                await self._handle(job)
-            else:
-                async with self._slots:
-                    await self._handle(job)
+            await self._handle(job)
         except Exception:  # noqa: BLE001 - one bad job must not stop the key's worker
             logger.exception("%s: job failed", self._name)
 

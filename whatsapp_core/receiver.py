@@ -40,6 +40,7 @@ from whatsapp_core.store import (
     InboxItem,
     OutboxState,
     StatusChange,
+    TurnDecision,
     WhatsAppStore,
 )
 from whatsapp_core.template_status import record_status, status_update_from_webhook
@@ -56,6 +57,10 @@ logger = logging.getLogger(__name__)
 DELIVERY_FAILED_INTENT = "whatsapp_delivery_failed"
 FOLLOW_UP_INTENT = "whatsapp_follow_up"
 TEMPLATE_FAILED_INTENT = "whatsapp_template_failed"
+
+ORDER_POLL_FIRST_SECONDS = 0.02
+ORDER_POLL_MAX_SECONDS = 0.5
+"""How often a turn waiting for another instance's earlier message looks again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +121,11 @@ class WebhookReceiver:
         self._trigger = trigger
         self._rules = rules
         self._turns: OrderedWorkers[InboxItem | ExternalIntent] = OrderedWorkers(
-            "whatsapp-turns",
-            self._run_job,
-            key=lambda job: job.conversation_id,
-            max_concurrent=config.max_concurrent_turns,
-            prepare=self._gather_album,
+            "whatsapp-turns", self._run_job, key=lambda job: job.conversation_id
         )
+        # Bot turns share the event loop with the acks: a bound on those running at once.
+        # Waiting for an album or for another instance's earlier message takes no slot.
+        self._slots = asyncio.Semaphore(config.max_concurrent_turns)
         self._unserved_logged: set[str] = set()
         self._held: set[str] = set()
         self._sweeper: asyncio.Task | None = None
@@ -307,10 +311,10 @@ class WebhookReceiver:
         if self._trigger is not None:
             self._turns.submit([intent])
 
-    async def _gather_album(self, job: InboxItem | ExternalIntent) -> InboxItem | ExternalIntent:
+    async def _gather_album(self, job: InboxItem) -> InboxItem:
         """Wait briefly after a photo/video and merge the album it starts into one turn."""
         window = self.config.album_window_seconds
-        if isinstance(job, ExternalIntent) or window <= 0 or not albums.is_album_part(job):
+        if window <= 0 or not albums.is_album_part(job):
             return job
         await asyncio.sleep(window)
         more = self._turns.take(
@@ -323,9 +327,10 @@ class WebhookReceiver:
         """A contact's turn, or an intent the channel triggers, in conversation order."""
         if isinstance(job, ExternalIntent):
             if self._trigger is not None:
-                await self._trigger(job)
+                async with self._slots:
+                    await self._trigger(job)
             return
-        await self._run_turn(job)
+        await self._run_turn(await self._gather_album(job))
 
     def _queue_turns(self, items: list[InboxItem]) -> None:
         """Queue turns; their inbox rows are held (claim renewed) until the turn is over."""
@@ -333,21 +338,47 @@ class WebhookReceiver:
         self._turns.submit(items)
 
     async def _run_turn(self, item: InboxItem) -> None:
+        """Run ``item``'s turn after every earlier message of its conversation, whichever
+        instance accepted those (see :meth:`WhatsAppStore.start_turn`)."""
         message_ids = albums.message_ids(item)
+        is_text = item.metadata.get("whatsapp", {}).get("type") == "text"
+        delay = ORDER_POLL_FIRST_SECONDS
         try:
-            await self._take_turn(item, message_ids)
+            while True:
+                async with self._slots:
+                    start = await self.store.start_turn(
+                        item.conversation_id,
+                        message_ids,
+                        take_menu=is_text,
+                        lease_seconds=self.config.recovery_lease_seconds,
+                    )
+                    if start.decision is TurnDecision.RUN:
+                        await self._take_turn(item, message_ids, start.menu)
+                        return
+                if start.decision is TurnDecision.SKIP:
+                    logger.info(
+                        "WhatsApp message %s was taken over or done elsewhere", item.message_id
+                    )
+                    return
+                if start.decision is TurnDecision.EARLIER_FIRST:
+                    for earlier in start.earlier:
+                        self._held.add(earlier.message_id)
+                        await self._run_turn(earlier)
+                    delay = ORDER_POLL_FIRST_SECONDS
+                    continue
+                logger.debug(
+                    "WhatsApp message %s waits for an earlier message held by another instance",
+                    item.message_id,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, ORDER_POLL_MAX_SECONDS)
         finally:
             self._held.difference_update(message_ids)
 
-    async def _take_turn(self, item: InboxItem, message_ids: list[str]) -> None:
-        is_text = item.metadata.get("whatsapp", {}).get("type") == "text"
-        start = await self.store.start_turn(
-            item.conversation_id, message_ids, take_menu=is_text
-        )
-        if not start.claimed:
-            logger.info("WhatsApp message %s was taken over or done elsewhere", item.message_id)
-            return
-        item = self._resolve_menu_choice(item, start.menu)
+    async def _take_turn(
+        self, item: InboxItem, message_ids: list[str], menu: list[dict[str, Any]] | None
+    ) -> None:
+        item = self._resolve_menu_choice(item, menu)
         if self._media is not None:  # media (issue #10): the download state known now
             item = await self._media.with_download_state(item)
         readable = item.phone_number_id and item.message_id.startswith("wamid.")

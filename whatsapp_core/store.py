@@ -50,6 +50,7 @@ from whatsapp_core.timeline import TimelineEntry, load_timeline
 
 T = TypeVar("T")
 
+
 class InboxState(str, Enum):
     """Where an inbound message is in its life."""
 
@@ -95,12 +96,27 @@ class InboxItem:
     metadata: dict[str, Any]
 
 
+class TurnDecision(str, Enum):
+    """What :meth:`WhatsAppStore.start_turn` decided for a contact's turn."""
+
+    RUN = "run"
+    """The message is this instance's: run the turn now."""
+    SKIP = "skip"
+    """Done already, or taken over by another instance: do not run it here."""
+    EARLIER_FIRST = "earlier_first"
+    """Earlier messages of the conversation, now this instance's, must have their turns first."""
+    WAIT = "wait"
+    """An earlier message of the conversation is held by another live instance: try later."""
+
+
 @dataclass(frozen=True, slots=True)
 class TurnStart:
-    """Whether a turn may run, and the numbered menu its message may answer."""
+    """The decision for a turn; with RUN the numbered menu its message may answer, with
+    EARLIER_FIRST the earlier messages to run first (in WhatsApp order)."""
 
-    claimed: bool
-    menu: list[dict[str, Any]] | None
+    decision: TurnDecision
+    menu: list[dict[str, Any]] | None = None
+    earlier: tuple[InboxItem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +224,7 @@ class WhatsAppStore:
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(connection)`` in one transaction on the store's thread; return its result."""
+
         def work() -> T:
             with self._engine.begin() as connection:
                 return fn(connection)
@@ -319,26 +336,32 @@ class WhatsAppStore:
                 .order_by(inbox.c.wa_timestamp, inbox.c.received_at)
                 .limit(1000)
             ).fetchall()
-            claimed: list[InboxItem] = []
-            for row in rows:
-                exhausted = row.attempts + 1 > max_attempts
-                result = connection.execute(
-                    inbox.update()
-                    .where(inbox.c.message_id == row.message_id)
-                    .where(inbox.c.claimed_at == row.claimed_at)
-                    .values(
-                        owner=self.instance_id,
-                        claimed_at=now,
-                        attempts=row.attempts + 1,
-                        state=(InboxState.FAILED if exhausted else InboxState.ACCEPTED).value,
-                        error="too many attempts" if exhausted else None,
-                    )
-                )
-                if result.rowcount == 1 and not exhausted:
-                    claimed.append(_inbox_item(row))
-            return claimed
+            return [
+                _inbox_item(row)
+                for row in rows
+                if self._take_over(connection, row, now, max_attempts)
+            ]
 
         return await self.run(claim)
+
+    def _take_over(self, connection: Connection, row: Any, now: float, max_attempts: int) -> bool:
+        """Claim an accepted row whose claim lapsed; True when it is now this instance's to
+        run. Optimistic: a row another instance claimed meanwhile is left to it. A row past
+        ``max_attempts`` is marked failed instead (logged by the caller's count)."""
+        exhausted = row.attempts + 1 > max_attempts
+        result = connection.execute(
+            inbox.update()
+            .where(inbox.c.message_id == row.message_id)
+            .where(inbox.c.claimed_at == row.claimed_at)
+            .values(
+                owner=self.instance_id,
+                claimed_at=now,
+                attempts=row.attempts + 1,
+                state=(InboxState.FAILED if exhausted else InboxState.ACCEPTED).value,
+                error="too many attempts" if exhausted else None,
+            )
+        )
+        return result.rowcount == 1 and not exhausted
 
     async def last_inbound_timestamp(
         self, conversation_id: str, phone_number_id: str | None
@@ -630,35 +653,71 @@ class WhatsAppStore:
         await self.run(upsert)
 
     async def start_turn(
-        self, conversation_id: str, message_ids: Sequence[str], *, take_menu: bool
+        self,
+        conversation_id: str,
+        message_ids: Sequence[str],
+        *,
+        take_menu: bool,
+        lease_seconds: float,
+        max_attempts: int = 5,
     ) -> TurnStart:
-        """One transaction before a contact's turn.
+        """One transaction before a contact's turn; keeps the conversation's order across
+        instances sharing the database.
 
-        First the inbox rows are taken for this instance (still ``accepted`` and owned by
-        it): when none is, another instance took them over or they are done, and the
-        turn must not run (``claimed`` False). Then the conversation's follow-up is
-        cancelled (the contact wrote) and, with ``take_menu``, the pending numbered menu
-        is taken (it answers only the next message).
+        The conversation's unfinished (``accepted``) rows are read in WhatsApp order. When
+        ``message_ids`` are not among them, or not owned by this instance, the turn is
+        SKIPped (done, or taken over). Rows before them come first: one held by another
+        instance whose claim is fresh means WAIT (that instance runs it); rows this
+        instance owns, or whose claim lapsed (taken over here, as the recovery sweep
+        would), are returned as EARLIER_FIRST. Otherwise the rows' claim is renewed, the
+        conversation's follow-up cancelled (the contact wrote) and, with ``take_menu``, the
+        pending numbered menu taken (it answers only the next message): RUN.
         """
+        mine = set(message_ids)
 
         def start(connection: Connection) -> TurnStart:
-            claimed = connection.execute(
+            now = time.time()
+            rows = connection.execute(
+                sa.select(inbox)
+                .where(inbox.c.conversation_id == conversation_id)
+                .where(inbox.c.state == InboxState.ACCEPTED.value)
+                .order_by(inbox.c.wa_timestamp, inbox.c.received_at)
+            ).fetchall()
+            position = next((i for i, row in enumerate(rows) if row.message_id in mine), None)
+            if position is None or rows[position].owner != self.instance_id:
+                return TurnStart(TurnDecision.SKIP)
+            earlier: list[InboxItem] = []
+            for row in rows[:position]:
+                if row.owner == self.instance_id:
+                    earlier.append(_inbox_item(row))
+                elif row.claimed_at >= now - lease_seconds:
+                    return TurnStart(TurnDecision.WAIT)
+                elif self._take_over(connection, row, now, max_attempts):
+                    earlier.append(_inbox_item(row))
+                elif (
+                    connection.execute(
+                        sa.select(inbox.c.state).where(inbox.c.message_id == row.message_id)
+                    ).scalar()
+                    == InboxState.ACCEPTED.value
+                ):
+                    return TurnStart(TurnDecision.WAIT)  # another instance took it over first
+            if earlier:
+                return TurnStart(TurnDecision.EARLIER_FIRST, earlier=tuple(earlier))
+            connection.execute(
                 inbox.update()
                 .where(inbox.c.message_id.in_(list(message_ids)))
                 .where(inbox.c.owner == self.instance_id)
                 .where(inbox.c.state == InboxState.ACCEPTED.value)
-                .values(claimed_at=time.time())
-            ).rowcount
-            if not claimed:
-                return TurnStart(False, None)
+                .values(claimed_at=now)
+            )
             followups.cancel(connection, conversation_id)
             if not take_menu:
-                return TurnStart(True, None)
+                return TurnStart(TurnDecision.RUN)
             condition = menus.c.conversation_id == conversation_id
             raw = connection.execute(sa.select(menus.c.options_json).where(condition)).scalar()
             if raw is not None:
                 connection.execute(menus.delete().where(condition))
-            return TurnStart(True, json.loads(raw) if raw else None)
+            return TurnStart(TurnDecision.RUN, json.loads(raw) if raw else None)
 
         return await self.run(start)
 

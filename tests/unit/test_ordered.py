@@ -18,23 +18,6 @@ async def test_jobs_of_one_key_run_in_order_and_keys_interleave():
     assert log.index(("fast", 2)) < log.index(("slow", 1))
 
 
-async def test_bound_limits_concurrency():
-    running = 0
-    peak = 0
-
-    async def handle(_job):
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01)
-        running -= 1
-
-    workers = OrderedWorkers("t", handle, key=str, max_concurrent=2)
-    workers.submit(range(10))
-    await workers.wait_idle()
-    assert peak == 2
-
-
 async def test_failing_job_does_not_stop_the_key(caplog):
     done = []
 

@@ -92,7 +92,7 @@ async def in_process(cases: int, tmp: Path, seed: int) -> dict:
         "duplicate_turns": sum(1 for n in turns.values() if n > 1),
         "rss_mb": rss,
         "rss_growth_mb_after_warmup": round(rss[-1][1] - rss[min(2, len(rss) - 1)][1], 1),
-        "unserved_phone_number_ids_remembered": len(receiver._unserved_logged),
+        "unserved_phone_number_ids_remembered": len(receiver.acceptor._unserved_logged),
     }
 
 

@@ -1,11 +1,13 @@
-"""Receive webhooks: verify, parse, accept durably, answer, then run the turns.
+"""Receive webhooks and run the bot turns they bring, in order per conversation.
 
-:meth:`WebhookReceiver.receive` is the whole webhook path and the only code on it:
-signature check on the raw body, parse, normalize, one durable insert for the
-batch (the insert is the dedup), status updates, then the answer. Bot turns run
-afterwards through :class:`~whatsapp_core.ordered.OrderedWorkers`, in order per
-conversation; the turn itself is a callback supplied by the Rasa adapter, so this
-module knows nothing of Rasa.
+:meth:`WebhookReceiver.receive` is the webhook path when the Rasa process serves it:
+:class:`~whatsapp_core.acceptor.WebhookAcceptor` (verify, parse, durable insert,
+statuses), then :meth:`WebhookReceiver.dispatch`, then the answer. When a separate
+ingress process accepts (:mod:`whatsapp_core.ingress`), only ``dispatch`` runs here.
+Bot turns run afterwards through :class:`~whatsapp_core.ordered.OrderedWorkers`, in
+WhatsApp order per conversation across instances (:meth:`WhatsAppStore.start_turn`);
+the turn itself is a callback supplied by the Rasa adapter, so this module knows
+nothing of Rasa.
 
 Guarantees: a wamid gives at most one turn (also across restarts and instances
 sharing the database); an accepted message gets its turn even when the process
@@ -24,33 +26,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from whatsapp_core import albums, followups
+from whatsapp_core.acceptor import WebhookAcceptor, WebhookResult
 from whatsapp_core.config import ChannelConfig
 from whatsapp_core.delivery import STUCK_EXPLANATION, DeliveryFailure
-from whatsapp_core.errors import lookup
 from whatsapp_core.masking import mask_phone
 from whatsapp_core.media_fetch import MediaFetcher
-from whatsapp_core.normalize import UnattributableMessage, normalize
 from whatsapp_core.ordered import OrderedWorkers
 from whatsapp_core.outbound import MenuOption, NumberedMenu
 from whatsapp_core.send_rules import SendRules
 from whatsapp_core.sender import OutboundSender, ReadReceipt
-from whatsapp_core.signature import verify_signature
-from whatsapp_core.store import (
-    AppliedStatus,
-    InboxItem,
-    OutboxState,
-    StatusChange,
-    TurnDecision,
-    WhatsAppStore,
-)
-from whatsapp_core.template_status import record_status, status_update_from_webhook
-from whatsapp_core.webhook import (
-    Change,
-    DeliveryState,
-    InvalidWebhook,
-    WebhookEnvelope,
-    WebhookField,
-)
+from whatsapp_core.store import InboxItem, TurnDecision, WhatsAppStore
 
 logger = logging.getLogger(__name__)
 
@@ -78,26 +63,6 @@ TurnCallback = Callable[[InboxItem], Awaitable[None]]
 HandledCheck = Callable[[InboxItem], Awaitable[bool]]
 TriggerCallback = Callable[[ExternalIntent], Awaitable[None]]
 
-_OUTBOX_STATE = {
-    DeliveryState.SENT: OutboxState.SENT,
-    DeliveryState.DELIVERED: OutboxState.DELIVERED,
-    DeliveryState.READ: OutboxState.READ,
-    DeliveryState.PLAYED: OutboxState.PLAYED,
-    DeliveryState.FAILED: OutboxState.FAILED,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookResult:
-    """How to answer a webhook POST, and what it carried."""
-
-    http_status: int
-    reason: str
-    accepted: int = 0
-    duplicates: int = 0
-    statuses: int = 0
-
-
 class WebhookReceiver:
     """The inbound half of the channel; see the module docstring."""
 
@@ -119,40 +84,27 @@ class WebhookReceiver:
         self._turn = turn
         self._already_handled = already_handled
         self._trigger = trigger
-        self._rules = rules
+        self.acceptor = WebhookAcceptor(config, store, rules)
         self._turns: OrderedWorkers[InboxItem | ExternalIntent] = OrderedWorkers(
             "whatsapp-turns", self._run_job, key=lambda job: job.conversation_id
         )
         # Bot turns share the event loop with the acks: a bound on those running at once.
         # Waiting for an album or for another instance's earlier message takes no slot.
         self._slots = asyncio.Semaphore(config.max_concurrent_turns)
-        self._unserved_logged: set[str] = set()
         self._held: set[str] = set()
         self._sweeper: asyncio.Task | None = None
 
     # --------------------------------------------------------------- webhook
     async def receive(self, body: bytes, signature: str | None) -> WebhookResult:
-        """Handle one webhook POST body; never raises for anything the body contains."""
-        if not verify_signature(body, signature, self.config.app_secret):
-            logger.warning(
-                "WhatsApp webhook refused: %s X-Hub-Signature-256 (%d bytes)",
-                "missing" if not signature else "invalid",
-                len(body),
-            )
-            return WebhookResult(403, "invalid signature")
-        try:
-            envelope = WebhookEnvelope.parse(body)
-        except InvalidWebhook as error:
-            logger.warning("WhatsApp webhook refused: %s", error.reason)
-            return WebhookResult(error.http_status, error.reason)
+        """Handle one webhook POST body in this process: accept it, then :meth:`dispatch`
+        what it brought. Never raises for anything the body contains."""
+        accepted = await self.acceptor.accept(body, signature)
+        self.dispatch(accepted.new, accepted.failures)
+        return accepted.result
 
-        items = self._inbox_items(envelope)
-        new = await self.store.accept(items) if items else []
-        failures = await self._record_statuses(envelope)
-        for change in envelope.changes:
-            self._route_other(change)
-            if change.route is WebhookField.TEMPLATE_STATUS:
-                await self._record_template_statuses(change)
+    def dispatch(self, new: list[InboxItem], failures: list[DeliveryFailure]) -> None:
+        """Queue the turns of newly accepted messages (held by this instance: accepted
+        with its id) and trigger the delivery-failure intents; start media downloads."""
         if self._media is not None:  # media (issue #10): fetched in the background
             self._media.submit(new)
         self._queue_turns(new)
@@ -162,148 +114,6 @@ class WebhookReceiver:
                     failure.conversation_id, DELIVERY_FAILED_INTENT, {"error_code": failure.code}
                 )
             )
-        return WebhookResult(200, "ok", len(new), len(items) - len(new), len(envelope.statuses))
-
-    def _serves(self, phone_number_id: str | None) -> bool:
-        if self.config.numbers.serves(phone_number_id):
-            return True
-        if phone_number_id not in self._unserved_logged:
-            self._unserved_logged.add(phone_number_id)
-            logger.warning(
-                "WhatsApp webhook for phone number id %s, which this channel does not serve: "
-                "acknowledged and ignored",
-                phone_number_id,
-            )
-        return False
-
-    def _inbox_items(self, envelope: WebhookEnvelope) -> list[InboxItem]:
-        received_at = int(time.time())
-        items: list[InboxItem] = []
-        for change, message in envelope.messages:
-            if not self._serves(change.business.phone_number_id):
-                continue
-            try:
-                normalized = normalize(
-                    message, change.contact_for(message), change.business, received_at=received_at
-                )
-            except UnattributableMessage as error:
-                logger.error(
-                    "WhatsApp message %s of type %s dropped: %s", message.id, message.type, error
-                )
-                continue
-            items.append(
-                InboxItem(
-                    message_id=normalized.message_id,
-                    conversation_id=self.config.numbers.conversation_id(
-                        normalized.sender_id, normalized.phone_number_id
-                    ),
-                    phone_number_id=normalized.phone_number_id,
-                    recipient=normalized.recipient,
-                    wa_timestamp=normalized.timestamp,
-                    opens_window=message.type != "system",
-                    text=normalized.text,
-                    metadata=normalized.metadata,
-                )
-            )
-        # Meta may batch several messages of one contact: their turns follow WhatsApp's order.
-        items.sort(key=lambda item: item.wa_timestamp)
-        return items
-
-    async def _record_statuses(self, envelope: WebhookEnvelope) -> list[DeliveryFailure]:
-        """Record every status; return the failures seen for the first time."""
-        changes = []
-        for _change, status in envelope.statuses:
-            if status.id is None or status.state not in _OUTBOX_STATE:
-                logger.info("WhatsApp status without id or with state %s ignored", status.state)
-                continue
-            error = status.errors[0] if status.errors else None
-            changes.append(
-                StatusChange(
-                    wamid=status.id,
-                    state=_OUTBOX_STATE[status.state],
-                    recipient=status.recipient_id,
-                    wa_timestamp=status.timestamp,
-                    error_code=error.code if error else None,
-                    error_title=error.title if error else None,
-                    error_details=error.details if error else None,
-                    pricing=status.pricing or None,
-                )
-            )
-        if not changes:
-            return []
-        failures = []
-        for applied in await self.store.apply_statuses(changes):
-            change = applied.change
-            await self._settle(applied)
-            if change.state is not OutboxState.FAILED:
-                continue
-            failure = DeliveryFailure.from_error(
-                wamid=change.wamid,
-                conversation_id=applied.conversation_id,
-                code=change.error_code,
-                title=change.error_title,
-                details=change.error_details,
-            )
-            logger.warning(
-                "WhatsApp message %s to %s failed: code %s (%s) %s",
-                change.wamid,
-                mask_phone(change.recipient or ""),
-                failure.code,
-                lookup(failure.code).title,
-                failure.meta_details,
-            )
-            failures.append(failure)
-        return failures
-
-    async def _settle(self, applied: AppliedStatus) -> None:
-        """Settle a template's ledger reservation from Meta's pricing (or release it)."""
-        if self._rules is None:
-            return
-        change = applied.change
-        if change.pricing:
-            await self._rules.settle(change.wamid, change.pricing)
-        elif change.state is OutboxState.FAILED and applied.outbox_id is not None:
-            await self._rules.release(applied.outbox_id, f"failed {change.error_code}")
-
-    async def _record_template_statuses(self, change: Change) -> None:
-        update = status_update_from_webhook(change.value)
-        if update is None:
-            return
-        name, language, event, reason = update
-        await self.store.run(lambda c: record_status(c, name, language, event, reason))
-
-    def _route_other(self, change: Change) -> None:
-        """Log what is not a contact message or a status, by field."""
-        for error in change.errors:
-            logger.warning(
-                "WhatsApp webhook error for %s: code %s (%s) %s",
-                change.business.phone_number_id,
-                error.code,
-                lookup(error.code).title,
-                error.details,
-            )
-        if change.route is WebhookField.MESSAGES:
-            return
-        if change.route in (
-            WebhookField.TEMPLATE_STATUS,
-            WebhookField.TEMPLATE_QUALITY,
-            WebhookField.TEMPLATE_CATEGORY,
-            WebhookField.TEMPLATE_COMPONENTS,
-        ):
-            logger.info(
-                "WhatsApp template update (%s): %s %s %s",
-                change.field,
-                change.value.get("message_template_name") or change.value.get("name"),
-                change.value.get("message_template_language") or "",
-                change.value.get("event") or change.value.get("new_quality_score") or "",
-            )
-        elif change.route is WebhookField.SMB_MESSAGE_ECHOES:
-            logger.info(
-                "WhatsApp Business app echo: %d message(s) the business sent from the app",
-                _count(change.value.get("message_echoes")),
-            )
-        else:
-            logger.info("WhatsApp '%s' webhook acknowledged", change.field or "?")
 
     # ----------------------------------------------------------------- turns
     def submit_external(self, intent: ExternalIntent) -> None:
@@ -472,7 +282,3 @@ class WebhookReceiver:
         await self._turns.stop()
         await self.sender.stop()
 
-
-def _count(items: object) -> int:
-    """How many items a webhook list holds (0 when Meta's value is not a list)."""
-    return len(items) if isinstance(items, list) else 0

@@ -1,0 +1,257 @@
+"""The accepting half of the webhook path: verify, parse, record durably, answer.
+
+:meth:`WebhookAcceptor.accept` is everything a webhook answer waits for: the signature
+check on the raw body, parse, normalization, one durable insert of the contact
+messages (the insert is the dedup), status updates with their ledger settlement and
+template-status records. What it accepted (new messages, first-seen delivery failures)
+is then handed to :class:`~whatsapp_core.receiver.WebhookReceiver`, which runs the
+turns: in the same process, or in the Rasa process when a separate ingress process
+accepts (``ingress_port``, see :mod:`whatsapp_core.ingress`). Bad input gets a 4xx and
+a log line, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from whatsapp_core.config import ChannelConfig
+from whatsapp_core.delivery import DeliveryFailure
+from whatsapp_core.errors import lookup
+from whatsapp_core.masking import mask_phone
+from whatsapp_core.normalize import UnattributableMessage, normalize
+from whatsapp_core.send_rules import SendRules
+from whatsapp_core.signature import verify_signature
+from whatsapp_core.store import (
+    AppliedStatus,
+    InboxItem,
+    OutboxState,
+    StatusChange,
+    WhatsAppStore,
+)
+from whatsapp_core.template_status import record_status, status_update_from_webhook
+from whatsapp_core.webhook import (
+    Change,
+    DeliveryState,
+    InvalidWebhook,
+    WebhookEnvelope,
+    WebhookField,
+)
+
+logger = logging.getLogger(__name__)
+
+_OUTBOX_STATE = {
+    DeliveryState.SENT: OutboxState.SENT,
+    DeliveryState.DELIVERED: OutboxState.DELIVERED,
+    DeliveryState.READ: OutboxState.READ,
+    DeliveryState.PLAYED: OutboxState.PLAYED,
+    DeliveryState.FAILED: OutboxState.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    """How to answer a webhook POST, and what it carried."""
+
+    http_status: int
+    reason: str
+    accepted: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The answer to a webhook, the contact messages seen for the first time (durably
+    recorded, in WhatsApp order) and the delivery failures seen for the first time."""
+
+    result: WebhookResult
+    new: list[InboxItem] = field(default_factory=list)
+    failures: list[DeliveryFailure] = field(default_factory=list)
+
+
+class WebhookAcceptor:
+    """See the module docstring. ``rules`` settles template charges from Meta's pricing."""
+
+    def __init__(
+        self, config: ChannelConfig, store: WhatsAppStore, rules: SendRules | None = None
+    ) -> None:
+        self.config = config
+        self.store = store
+        self._rules = rules
+        self._unserved_logged: set[str] = set()
+
+    async def accept(self, body: bytes, signature: str | None) -> Accepted:
+        """Verify, parse and durably record one webhook POST body (never raises for
+        anything the body contains); the result says how to answer and what to run."""
+        if not verify_signature(body, signature, self.config.app_secret):
+            logger.warning(
+                "WhatsApp webhook refused: %s X-Hub-Signature-256 (%d bytes)",
+                "missing" if not signature else "invalid",
+                len(body),
+            )
+            return Accepted(WebhookResult(403, "invalid signature"))
+        try:
+            envelope = WebhookEnvelope.parse(body)
+        except InvalidWebhook as error:
+            logger.warning("WhatsApp webhook refused: %s", error.reason)
+            return Accepted(WebhookResult(error.http_status, error.reason))
+
+        items = self._inbox_items(envelope)
+        new = await self.store.accept(items) if items else []
+        failures = await self._record_statuses(envelope)
+        for change in envelope.changes:
+            self._route_other(change)
+            if change.route is WebhookField.TEMPLATE_STATUS:
+                await self._record_template_statuses(change)
+        result = WebhookResult(
+            200, "ok", len(new), len(items) - len(new), len(envelope.statuses)
+        )
+        return Accepted(result, new, failures)
+
+    def _serves(self, phone_number_id: str | None) -> bool:
+        if self.config.numbers.serves(phone_number_id):
+            return True
+        if phone_number_id not in self._unserved_logged:
+            self._unserved_logged.add(phone_number_id)
+            logger.warning(
+                "WhatsApp webhook for phone number id %s, which this channel does not serve: "
+                "acknowledged and ignored",
+                phone_number_id,
+            )
+        return False
+
+    def _inbox_items(self, envelope: WebhookEnvelope) -> list[InboxItem]:
+        received_at = int(time.time())
+        items: list[InboxItem] = []
+        for change, message in envelope.messages:
+            if not self._serves(change.business.phone_number_id):
+                continue
+            try:
+                normalized = normalize(
+                    message, change.contact_for(message), change.business, received_at=received_at
+                )
+            except UnattributableMessage as error:
+                logger.error(
+                    "WhatsApp message %s of type %s dropped: %s", message.id, message.type, error
+                )
+                continue
+            items.append(
+                InboxItem(
+                    message_id=normalized.message_id,
+                    conversation_id=self.config.numbers.conversation_id(
+                        normalized.sender_id, normalized.phone_number_id
+                    ),
+                    phone_number_id=normalized.phone_number_id,
+                    recipient=normalized.recipient,
+                    wa_timestamp=normalized.timestamp,
+                    opens_window=message.type != "system",
+                    text=normalized.text,
+                    metadata=normalized.metadata,
+                )
+            )
+        # Meta may batch several messages of one contact: their turns follow WhatsApp's order.
+        items.sort(key=lambda item: item.wa_timestamp)
+        return items
+
+    async def _record_statuses(self, envelope: WebhookEnvelope) -> list[DeliveryFailure]:
+        """Record every status; return the failures seen for the first time."""
+        changes = []
+        for _change, status in envelope.statuses:
+            if status.id is None or status.state not in _OUTBOX_STATE:
+                logger.info("WhatsApp status without id or with state %s ignored", status.state)
+                continue
+            error = status.errors[0] if status.errors else None
+            changes.append(
+                StatusChange(
+                    wamid=status.id,
+                    state=_OUTBOX_STATE[status.state],
+                    recipient=status.recipient_id,
+                    wa_timestamp=status.timestamp,
+                    error_code=error.code if error else None,
+                    error_title=error.title if error else None,
+                    error_details=error.details if error else None,
+                    pricing=status.pricing or None,
+                )
+            )
+        if not changes:
+            return []
+        failures = []
+        for applied in await self.store.apply_statuses(changes):
+            change = applied.change
+            await self._settle(applied)
+            if change.state is not OutboxState.FAILED:
+                continue
+            failure = DeliveryFailure.from_error(
+                wamid=change.wamid,
+                conversation_id=applied.conversation_id,
+                code=change.error_code,
+                title=change.error_title,
+                details=change.error_details,
+            )
+            logger.warning(
+                "WhatsApp message %s to %s failed: code %s (%s) %s",
+                change.wamid,
+                mask_phone(change.recipient or ""),
+                failure.code,
+                lookup(failure.code).title,
+                failure.meta_details,
+            )
+            failures.append(failure)
+        return failures
+
+    async def _settle(self, applied: AppliedStatus) -> None:
+        """Settle a template's ledger reservation from Meta's pricing (or release it)."""
+        if self._rules is None:
+            return
+        change = applied.change
+        if change.pricing:
+            await self._rules.settle(change.wamid, change.pricing)
+        elif change.state is OutboxState.FAILED and applied.outbox_id is not None:
+            await self._rules.release(applied.outbox_id, f"failed {change.error_code}")
+
+    async def _record_template_statuses(self, change: Change) -> None:
+        update = status_update_from_webhook(change.value)
+        if update is None:
+            return
+        name, language, event, reason = update
+        await self.store.run(lambda c: record_status(c, name, language, event, reason))
+
+    def _route_other(self, change: Change) -> None:
+        """Log what is not a contact message or a status, by field."""
+        for error in change.errors:
+            logger.warning(
+                "WhatsApp webhook error for %s: code %s (%s) %s",
+                change.business.phone_number_id,
+                error.code,
+                lookup(error.code).title,
+                error.details,
+            )
+        if change.route is WebhookField.MESSAGES:
+            return
+        if change.route in (
+            WebhookField.TEMPLATE_STATUS,
+            WebhookField.TEMPLATE_QUALITY,
+            WebhookField.TEMPLATE_CATEGORY,
+            WebhookField.TEMPLATE_COMPONENTS,
+        ):
+            logger.info(
+                "WhatsApp template update (%s): %s %s %s",
+                change.field,
+                change.value.get("message_template_name") or change.value.get("name"),
+                change.value.get("message_template_language") or "",
+                change.value.get("event") or change.value.get("new_quality_score") or "",
+            )
+        elif change.route is WebhookField.SMB_MESSAGE_ECHOES:
+            logger.info(
+                "WhatsApp Business app echo: %d message(s) the business sent from the app",
+                _count(change.value.get("message_echoes")),
+            )
+        else:
+            logger.info("WhatsApp '%s' webhook acknowledged", change.field or "?")
+
+
+def _count(items: object) -> int:
+    """How many items a webhook list holds (0 when Meta's value is not a list)."""
+    return len(items) if isinstance(items, list) else 0

@@ -22,7 +22,6 @@ verification handshake, ``POST /webhook`` webhooks.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import socket
@@ -33,15 +32,16 @@ from typing import Any
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.shared.core.events import UserUttered
-from sanic import Blueprint, response
-from sanic.exceptions import InvalidUsage
+from sanic import Blueprint
 from sanic.request import Request
-from sanic.response import HTTPResponse
 from sqlalchemy.engine import make_url
 
 from connectors.agent_api import register_agent_routes
+from connectors.webhook_routes import add_webhook_routes
+from whatsapp_core.acceptor import WebhookResult
 from whatsapp_core.config import ChannelConfig
 from whatsapp_core.graph_client import GraphClient
+from whatsapp_core.ingress import IngressProcess, python_module_command
 from whatsapp_core.media_fetch import MediaFetcher
 from whatsapp_core.media_store import load_media_store
 from whatsapp_core.media_upload import LocalMediaUploader
@@ -51,9 +51,7 @@ from whatsapp_core.receiver import TEMPLATE_FAILED_INTENT, ExternalIntent, Webho
 from whatsapp_core.reopening import TemplateResources
 from whatsapp_core.send_rules import SendRules
 from whatsapp_core.sender import OutboundSender
-from whatsapp_core.signature import SIGNATURE_HEADER
 from whatsapp_core.store import InboxItem, WhatsAppStore
-from whatsapp_core.webhook import MAX_BODY_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +180,7 @@ class _Runtime:
             self.rules,
             media=self.media,
         )
+        self.ingress: IngressProcess | None = None
 
     def _template_failed(
         self, conversation_id: str, phone_number_id: str | None, reason: str
@@ -192,7 +191,23 @@ class _Runtime:
             )
         )
 
+    async def start_ingress(self, credentials: dict[str, Any], store_url: str) -> None:
+        """Start the ingress process (``ingress_port``): see :mod:`whatsapp_core.ingress`."""
+        self.ingress = IngressProcess(
+            python_module_command("connectors.whatsapp_ingress"),
+            {
+                "credentials": credentials,
+                "store_url": store_url,
+                "instance_id": self.store.instance_id,
+                "log_level": logging.getLevelName(logger.getEffectiveLevel()),
+            },
+            self.receiver.dispatch,
+        )
+        await self.ingress.start()
+
     async def close(self) -> None:
+        if self.ingress is not None:
+            await self.ingress.stop()
         await self.receiver.stop()
         await self.media.stop()
         await self.graph.close()
@@ -209,10 +224,12 @@ class WhatsAppInput(InputChannel):
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> WhatsAppInput:
         """Build the channel; a missing required key fails start-up naming the key."""
-        return cls(ChannelConfig.from_credentials(credentials))
+        return cls(ChannelConfig.from_credentials(credentials), credentials)
 
-    def __init__(self, config: ChannelConfig) -> None:
+    def __init__(self, config: ChannelConfig, credentials: dict[str, Any] | None = None) -> None:
+        """``credentials``: the raw entry, handed to the ingress process when it is used."""
         self.config = config
+        self._credentials = dict(credentials or {})
         self._runtime: _Runtime | None = None
         self._runtime_lock: asyncio.Lock | None = None
 
@@ -289,6 +306,8 @@ class WhatsAppInput(InputChannel):
         await runtime.receiver.recover()
         await runtime.media.recover()
         runtime.receiver.start()
+        if self.config.ingress_port:
+            await runtime.start_ingress(self._credentials, store_url)
         return runtime
 
     async def stop(self) -> None:
@@ -305,9 +324,6 @@ class WhatsAppInput(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("whatsapp_webhook", __name__)
-        # Sanic 21.12 answers a non-numeric Content-Length with a 500 and spins forever on
-        # a negative one (before any route runs): refuse both with a 400 first.
-        webhook.signal("http.lifecycle.request")(_reject_invalid_content_length)
 
         @webhook.listener("after_server_start")
         async def start(app: Any, _loop: Any) -> None:
@@ -317,50 +333,13 @@ class WhatsAppInput(InputChannel):
         async def stop(_app: Any, _loop: Any) -> None:
             await self.stop()
 
-        @webhook.route("/", methods=["GET"])
-        async def health(_request: Request) -> HTTPResponse:
-            return response.json({"status": "ok"})
+        async def receive(request: Request, body: bytes, signature: str | None) -> WebhookResult:
+            runtime = await self.runtime(request.app, on_new_message)
+            return await runtime.receiver.receive(body, signature)
 
-        @webhook.route("/webhook", methods=["GET"])
-        async def verify(request: Request) -> HTTPResponse:
-            mode = request.args.get("hub.mode")
-            token = request.args.get("hub.verify_token") or ""
-            challenge = request.args.get("hub.challenge") or ""
-            if mode == "subscribe" and _same(token, self.config.verify_token):
-                return response.text(challenge)
-            logger.warning("WhatsApp webhook verification refused (mode=%s)", mode)
-            return response.text("verification failed", status=403)
-
-        @webhook.route("/webhook", methods=["POST"])
-        async def receive(request: Request) -> HTTPResponse:
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-                logger.warning("WhatsApp webhook refused: body of %s bytes", declared)
-                return response.text("payload too large", status=413)
-            body = request.body or b""
-            try:
-                runtime = await self.runtime(request.app, on_new_message)
-                result = await runtime.receiver.receive(
-                    body, request.headers.get(SIGNATURE_HEADER)
-                )
-            except Exception:  # noqa: BLE001 - Meta retries a 503; a 500 would say "our bug"
-                logger.exception("WhatsApp webhook could not be accepted; Meta will retry")
-                return response.text("temporarily unavailable", status=503)
-            return response.text(result.reason, status=result.http_status)
-
+        add_webhook_routes(webhook, self.config.verify_token, receive)
         register_agent_routes(webhook, self, lambda app: self.runtime(app, on_new_message))
         return webhook
-
-
-def _reject_invalid_content_length(request: Request) -> None:
-    value = request.headers.get("content-length")
-    if value is not None and not (value.isascii() and value.isdigit()):
-        logger.warning("HTTP request refused: invalid Content-Length")
-        raise InvalidUsage("invalid Content-Length")
-
-
-def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _tracker_store_url(app: Any) -> str | None:

@@ -46,6 +46,13 @@ def _number(value: Any, default: float) -> float:
         raise MissingCredential(f"'{value}' is not a number") from None
 
 
+def _port(value: Any) -> int | None:
+    number = _number(value, 0)
+    if number != int(number) or not 0 <= number <= 65535:
+        raise MissingCredential(f"WhatsApp channel: '{value}' is not a TCP port")
+    return int(number) or None
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
     """Validated settings of one ``whatsapp`` channel entry.
@@ -60,6 +67,9 @@ class ChannelConfig:
     ``media_dir``: where inbound files are kept (unless ``media_store`` names another
     store class, ``package.module:ClassName``); ``media_max_bytes``: the largest inbound
     file kept; ``media_upload_dir``: the only directory replies send local files from.
+    ``ingress_port``: when set, a separate ingress process serves the webhook on
+    ``ingress_host:ingress_port`` (see :mod:`whatsapp_core.ingress`); Rasa's port keeps
+    serving it too.
     """
 
     verify_token: str
@@ -88,6 +98,8 @@ class ChannelConfig:
     media_max_bytes: int = DEFAULT_MEDIA_MAX_BYTES
     media_upload_dir: str = "var/outbox-media"
     media_store: str | None = None
+    ingress_port: int | None = None
+    ingress_host: str = "0.0.0.0"
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> ChannelConfig:
@@ -141,4 +153,6 @@ class ChannelConfig:
             ),
             media_upload_dir=_text(credentials.get("media_upload_dir")) or "var/outbox-media",
             media_store=_text(credentials.get("media_store")),
+            ingress_port=_port(credentials.get("ingress_port")),
+            ingress_host=_text(credentials.get("ingress_host")) or "0.0.0.0",
         )

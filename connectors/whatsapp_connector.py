@@ -177,7 +177,6 @@ class _Runtime:
             turn,
             already_handled,
             trigger,
-            self.rules,
             media=self.media,
         )
         self.ingress: IngressProcess | None = None

@@ -17,7 +17,6 @@ import json
 import logging
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from sanic import Blueprint, Sanic
@@ -26,8 +25,6 @@ from connectors.webhook_routes import add_webhook_routes
 from whatsapp_core.acceptor import WebhookAcceptor, WebhookResult
 from whatsapp_core.config import ChannelConfig
 from whatsapp_core.ingress import IngressLink
-from whatsapp_core.reopening import TemplateResources
-from whatsapp_core.send_rules import SendRules
 from whatsapp_core.store import WhatsAppStore
 
 logger = logging.getLogger("whatsapp_ingress")
@@ -37,13 +34,7 @@ async def serve(settings: dict[str, Any]) -> None:
     """Serve until SIGTERM/SIGINT or until the link to the Rasa process closes."""
     config = ChannelConfig.from_credentials(settings["credentials"])
     store = WhatsAppStore(settings["store_url"], instance_id=settings["instance_id"])
-    resources = TemplateResources(
-        store_url=settings["store_url"],
-        catalogue_path=Path(config.template_catalogue),
-        rate_card_path=Path(config.rate_card),
-    )
-    rules = SendRules(store, resources, closed_window_template=config.closed_window_template)
-    acceptor = WebhookAcceptor(config, store, rules)
+    acceptor = WebhookAcceptor(config, store)
     link = IngressLink(settings["link"])
 
     async def receive(_request: Any, body: bytes, signature: str | None) -> WebhookResult:

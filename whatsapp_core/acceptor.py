@@ -2,10 +2,10 @@
 
 :meth:`WebhookAcceptor.accept` is everything a webhook answer waits for: the signature
 check on the raw body, parse, normalization, one durable insert of the contact
-messages (the insert is the dedup), status updates with their ledger settlement and
-template-status records. What it accepted (new messages, first-seen delivery failures)
-is then handed to :class:`~whatsapp_core.receiver.WebhookReceiver`, which runs the
-turns: in the same process, or in the Rasa process when a separate ingress process
+messages (the insert is the dedup), status updates (with the ledger settlement of
+templates) and template-status records. What it accepted (new messages, first-seen
+delivery failures) is then handed to :class:`~whatsapp_core.receiver.WebhookReceiver`,
+which runs the turns: in the same process, or in the Rasa process when a separate ingress process
 accepts (``ingress_port``, see :mod:`whatsapp_core.ingress`). Bad input gets a 4xx and
 a log line, never an exception.
 """
@@ -21,10 +21,8 @@ from whatsapp_core.delivery import DeliveryFailure
 from whatsapp_core.errors import lookup
 from whatsapp_core.masking import mask_phone
 from whatsapp_core.normalize import UnattributableMessage, normalize
-from whatsapp_core.send_rules import SendRules
 from whatsapp_core.signature import verify_signature
 from whatsapp_core.store import (
-    AppliedStatus,
     InboxItem,
     OutboxState,
     StatusChange,
@@ -72,14 +70,11 @@ class Accepted:
 
 
 class WebhookAcceptor:
-    """See the module docstring. ``rules`` settles template charges from Meta's pricing."""
+    """See the module docstring."""
 
-    def __init__(
-        self, config: ChannelConfig, store: WhatsAppStore, rules: SendRules | None = None
-    ) -> None:
+    def __init__(self, config: ChannelConfig, store: WhatsAppStore) -> None:
         self.config = config
         self.store = store
-        self._rules = rules
         self._unserved_logged: set[str] = set()
 
     async def accept(self, body: bytes, signature: str | None) -> Accepted:
@@ -180,7 +175,6 @@ class WebhookAcceptor:
         failures = []
         for applied in await self.store.apply_statuses(changes):
             change = applied.change
-            await self._settle(applied)
             if change.state is not OutboxState.FAILED:
                 continue
             failure = DeliveryFailure.from_error(
@@ -200,16 +194,6 @@ class WebhookAcceptor:
             )
             failures.append(failure)
         return failures
-
-    async def _settle(self, applied: AppliedStatus) -> None:
-        """Settle a template's ledger reservation from Meta's pricing (or release it)."""
-        if self._rules is None:
-            return
-        change = applied.change
-        if change.pricing:
-            await self._rules.settle(change.wamid, change.pricing)
-        elif change.state is OutboxState.FAILED and applied.outbox_id is not None:
-            await self._rules.release(applied.outbox_id, f"failed {change.error_code}")
 
     async def _record_template_statuses(self, change: Change) -> None:
         update = status_update_from_webhook(change.value)

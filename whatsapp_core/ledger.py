@@ -366,29 +366,41 @@ def attach_wamid(connection: Connection, key: str, wamid: str) -> bool:
     ).rowcount == 1
 
 
+# Closing a reservation by wamid (settled from pricing) or by key (released), built once;
+# ``pricing_type``, ``billed_category`` and ``settled_at`` are bound at execution.
+_CLOSE_BY = {
+    column: ledger_reservations.update()
+    .where(ledger_reservations.c[column] == sa.bindparam("match"))
+    .where(ledger_reservations.c.state == ReservationState.RESERVED.value)
+    .values(state=sa.bindparam("new_state"))
+    for column in ("wamid", "key")
+}
+
 def _close(
     connection: Connection,
-    condition: Any,
+    column: str,
+    match: str,
     state: ReservationState,
     pricing_type: str | None = None,
     billed_category: str | None = None,
 ) -> Any:
-    """Move one reserved reservation to ``state`` (a write first); its row, or None when
-    unknown or already settled."""
+    """Move the reserved reservation whose ``column`` (``wamid`` or ``key``) is ``match``
+    to ``state`` (a write first); its row, or None when unknown or already settled."""
     changed = connection.execute(
-        ledger_reservations.update()
-        .where(condition)
-        .where(ledger_reservations.c.state == ReservationState.RESERVED.value)
-        .values(
-            state=state.value,
-            pricing_type=pricing_type,
-            billed_category=billed_category,
-            settled_at=time.time(),
-        )
+        _CLOSE_BY[column],
+        {
+            "match": match,
+            "new_state": state.value,
+            "pricing_type": pricing_type,
+            "billed_category": billed_category,
+            "settled_at": time.time(),
+        },
     ).rowcount
     if changed != 1:
         return None
-    return connection.execute(sa.select(ledger_reservations).where(condition)).one()
+    return connection.execute(
+        sa.select(ledger_reservations).where(ledger_reservations.c[column] == match)
+    ).one()
 
 
 def _give_back(connection: Connection, row: Any, note: str) -> None:
@@ -432,9 +444,7 @@ def settle(
     call settled it; False for an unknown wamid or one already settled or released.
     """
     state = ReservationState.CHARGED if billable else ReservationState.RELEASED
-    row = _close(
-        connection, ledger_reservations.c.wamid == wamid, state, pricing_type, category
-    )
+    row = _close(connection, "wamid", wamid, state, pricing_type, category)
     if row is None:
         return False
     if not billable:
@@ -466,10 +476,26 @@ def settle(
     return True
 
 
+def settle_from_pricing(connection: Connection, wamid: str, pricing: Mapping[str, Any]) -> bool:
+    """:func:`settle` with the terms of a status webhook's ``pricing`` object (``billable``
+    defaults to ``type == "regular"`` when Meta leaves it out)."""
+    billable = pricing.get("billable")
+    pricing_type = pricing.get("type")
+    if billable is None:
+        billable = pricing_type == "regular"
+    return settle(
+        connection,
+        wamid,
+        billable=bool(billable),
+        pricing_type=pricing_type,
+        category=pricing.get("category"),
+    )
+
+
 def release(connection: Connection, key: str, reason: str) -> bool:
     """Give back the hold of send ``key`` (the send failed); False when there is nothing
     reserved under that key (unknown, already settled or released)."""
-    row = _close(connection, ledger_reservations.c.key == key, ReservationState.RELEASED)
+    row = _close(connection, "key", key, ReservationState.RELEASED)
     if row is None:
         return False
     _give_back(connection, row, reason)

@@ -33,7 +33,6 @@ from whatsapp_core.masking import mask_phone
 from whatsapp_core.media_fetch import MediaFetcher
 from whatsapp_core.ordered import OrderedWorkers
 from whatsapp_core.outbound import MenuOption, NumberedMenu
-from whatsapp_core.send_rules import SendRules
 from whatsapp_core.sender import OutboundSender, ReadReceipt
 from whatsapp_core.store import InboxItem, TurnDecision, WhatsAppStore
 
@@ -74,7 +73,6 @@ class WebhookReceiver:
         turn: TurnCallback,
         already_handled: HandledCheck | None = None,
         trigger: TriggerCallback | None = None,
-        rules: SendRules | None = None,
         media: MediaFetcher | None = None,
     ) -> None:
         self.config = config
@@ -84,7 +82,7 @@ class WebhookReceiver:
         self._turn = turn
         self._already_handled = already_handled
         self._trigger = trigger
-        self.acceptor = WebhookAcceptor(config, store, rules)
+        self.acceptor = WebhookAcceptor(config, store)
         self._turns: OrderedWorkers[InboxItem | ExternalIntent] = OrderedWorkers(
             "whatsapp-turns", self._run_job, key=lambda job: job.conversation_id
         )

@@ -6,6 +6,8 @@ PostgreSQL when scaled out) beside Rasa's own ``events`` table.
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -143,18 +145,26 @@ def insert_ignoring_duplicate(connection: Connection, table: sa.Table, values: d
 
     One statement on SQLite and PostgreSQL (``ON CONFLICT DO NOTHING``), so the insert
     is also the duplicate check: two processes inserting the same key never both win.
+    The statement is built once per table and column set, the values bound at execution
+    (this is on the webhook path).
     """
     dialect = connection.dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
+    if dialect not in ("sqlite", "postgresql"):
         try:
             with connection.begin_nested():
-                connection.execute(table.insert().values(**values))
+                connection.execute(table.insert(), values)
             return True
         except sa.exc.IntegrityError:
             return False
-    statement = insert(table).values(**values).on_conflict_do_nothing()
-    return connection.execute(statement).rowcount == 1
+    statement = _insert_ignoring(table, tuple(values))
+    return connection.execute(statement, values).rowcount == 1
+
+
+@functools.cache
+def _insert_ignoring(table: sa.Table, columns: tuple[str, ...]) -> sa.TextClause:
+    """``INSERT ... ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL) as text: SQLAlchemy
+    1.4 does not cache the compiled dialect ``insert().on_conflict_do_nothing()``, and
+    compiling it per row cost more than the insert. ``columns`` are our own names."""
+    names = ", ".join(columns)
+    binds = ", ".join(f":{column}" for column in columns)
+    return sa.text(f"INSERT INTO {table.name} ({names}) VALUES ({binds}) ON CONFLICT DO NOTHING")

@@ -169,19 +169,3 @@ class SendRules:
     async def release(self, outbox_id: int, reason: str) -> None:
         """Give back a reservation whose template was not sent."""
         await self._store.run(lambda c: ledger.release(c, str(outbox_id), reason))
-
-    async def settle(self, wamid: str, pricing: dict[str, Any]) -> bool:
-        """Settle a template's reservation from a status webhook's ``pricing``."""
-        billable = pricing.get("billable")
-        pricing_type = pricing.get("type")
-        if billable is None:
-            billable = pricing_type == "regular"
-        return await self._store.run(
-            lambda c: ledger.settle(
-                c,
-                wamid,
-                billable=bool(billable),
-                pricing_type=pricing_type,
-                category=pricing.get("category"),
-            )
-        )

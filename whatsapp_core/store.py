@@ -35,8 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 import whatsapp_core.handover  # the handover queue table; the last-inbound query
-import whatsapp_core.ledger  # noqa: F401 - registers the ledger tables
-from whatsapp_core import followups
+from whatsapp_core import followups, ledger
 from whatsapp_core.schema import (
     STUCK,
     inbox,
@@ -49,6 +48,12 @@ from whatsapp_core.schema import (
 from whatsapp_core.timeline import TimelineEntry, load_timeline
 
 T = TypeVar("T")
+
+# Statements of the status path, built once (values bound at execution).
+_OUTBOX_BY_WAMID = sa.select(outbox.c.id, outbox.c.state, outbox.c.conversation_id).where(
+    outbox.c.wamid == sa.bindparam("wamid")
+)
+_OUTBOX_MOVE = outbox.update().where(outbox.c.id == sa.bindparam("outbox_id"))
 
 
 class InboxState(str, Enum):
@@ -529,18 +534,16 @@ class WhatsAppStore:
         outbound message moves forward to the new state, never backwards (statuses
         arrive out of order: a ``delivered`` after ``read`` changes nothing, ``failed``
         is final). Statuses for messages this deployment did not send are recorded
-        for the contact's timeline too. All updates are written in one transaction.
+        for the contact's timeline too. A template's ledger reservation is settled from
+        the status's ``pricing``, or released when it failed. All updates are written in
+        one transaction (grouped with other webhooks' on the ingress thread).
         """
 
         def update(connection: Connection) -> list[AppliedStatus]:
             applied = []
             now = time.time()
             for change in updates:
-                row = connection.execute(
-                    sa.select(outbox.c.id, outbox.c.state, outbox.c.conversation_id).where(
-                        outbox.c.wamid == change.wamid
-                    )
-                ).first()
+                row = connection.execute(_OUTBOX_BY_WAMID, {"wamid": change.wamid}).first()
                 conversation_id = row.conversation_id if row else change.recipient or "?"
                 event = {
                     "wamid": change.wamid,
@@ -558,17 +561,23 @@ class WhatsAppStore:
                 moved = row is not None and (
                     _STATE_RANK.get(row.state, 0) < _STATE_RANK[change.state.value]
                 )
+                if change.pricing:
+                    ledger.settle_from_pricing(connection, change.wamid, change.pricing)
+                elif change.state is OutboxState.FAILED and row is not None:
+                    ledger.release(connection, str(row.id), f"failed {change.error_code}")
                 if moved:
-                    values: dict[str, Any] = {"state": change.state.value, "updated_at": now}
+                    values: dict[str, Any] = {
+                        "outbox_id": row.id,
+                        "state": change.state.value,
+                        "updated_at": now,
+                    }
                     if change.state is OutboxState.FAILED:
                         values |= {
                             "error_code": change.error_code,
                             "error_title": change.error_title,
                             "error_details": change.error_details,
                         }
-                    connection.execute(
-                        outbox.update().where(outbox.c.id == row.id).values(**values)
-                    )
+                    connection.execute(_OUTBOX_MOVE, values)
                 applied.append(
                     AppliedStatus(change, conversation_id, row.id if row else None, moved)
                 )

@@ -85,6 +85,10 @@ async def test_a_paused_template_is_refused_and_reported(store):
     assert screened.template_failure == "not_approved"
 
 
+async def settle(store, wamid, pricing):
+    return await store.run(lambda c: ledger.settle_from_pricing(c, wamid, pricing))
+
+
 async def test_template_needs_balance_and_is_settled_by_metas_pricing(store):
     await contact_wrote(store, 30 * 3600)
     rules = rules_for(store)
@@ -96,10 +100,10 @@ async def test_template_needs_balance_and_is_settled_by_metas_pricing(store):
     await rules.attach(2, "wamid.t2")
     held = (await store.run(ledger.balance)).reserved
     assert held > 0  # utility outside the window is billed
-    assert await rules.settle("wamid.t2", {"billable": True, "type": "regular", "category": "utility"})
+    assert await settle(store, "wamid.t2", {"billable": True, "type": "regular", "category": "utility"})
     balance = await store.run(ledger.balance)
     assert balance.reserved == 0 and balance.available == ledger.parse_amount("1.00") - held
-    assert not await rules.settle("wamid.t2", {"billable": True, "type": "regular"})
+    assert not await settle(store, "wamid.t2", {"billable": True, "type": "regular"})
 
 
 async def test_free_pricing_releases_the_reservation(store):
@@ -109,7 +113,7 @@ async def test_free_pricing_releases_the_reservation(store):
     payload = {"to": CONTACT, "type": "template", "template": {"name": "follow_up"}}
     assert await rules.reserve(3, CONTACT, payload) is None
     await rules.attach(3, "wamid.t3")
-    assert await rules.settle("wamid.t3", {"billable": False, "type": "free_entry_point"})
+    assert await settle(store, "wamid.t3", {"billable": False, "type": "free_entry_point"})
     assert (await store.run(ledger.balance)).available == ledger.parse_amount("1.00")
 
 

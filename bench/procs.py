@@ -145,6 +145,7 @@ class RasaConfig:
     facebook_graph_url: str | None = None  # enables the facebook channel, pointed here
     name: str = "rasa"
     env: dict[str, str] = field(default_factory=dict)
+    ingress_port: int | None = None  # the channel's ingress process (loopback), when set
 
     @property
     def db_path(self) -> Path:
@@ -158,6 +159,9 @@ class RasaConfig:
             "phone_number_id": "106540352242922",
             "api_base_url": self.sim_url,
             "api_version": "v21.0",
+            "status_spool_dir": str(self.tmp / f"{self.name}-spool"),
+            **({"ingress_port": self.ingress_port, "ingress_host": "127.0.0.1"}
+               if self.ingress_port else {}),
             **self.whatsapp_extra,
         }
         lines = ["connectors.whatsapp_connector.WhatsAppInput:"]
@@ -216,6 +220,58 @@ def start_rasa(config: RasaConfig, *, timeout: float = 180.0) -> Proc:
     )
     wait_http(f"http://127.0.0.1:{config.port}/webhooks/whatsapp/", proc, timeout=timeout)
     return proc
+
+
+INGRESS_MODULE = "connectors.whatsapp_ingress"
+
+
+def ingress_health_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/webhooks/whatsapp/"
+
+
+def wait_ingress(port: int, rasa: Proc, timeout: float = 30.0) -> bool:
+    """Poll the ingress process's health URL until it answers 200; False after ``timeout``
+    (or when ``rasa run`` exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and rasa.alive():
+        try:
+            if requests.get(ingress_health_url(port), timeout=1).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _children() -> dict[int, list[int]]:
+    """Every process's children (from /proc/<pid>/stat)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def find_descendant(pid: int, marker: str) -> int | None:
+    """The first descendant of ``pid`` whose command line contains ``marker``, or None."""
+    children = _children()
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            return child
+        todo.extend(children.get(child, []))
+    return None
 
 
 def start_python(name: str, module_args: list[str], tmp: Path, health_url: str) -> Proc:

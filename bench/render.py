@@ -11,8 +11,12 @@ from pathlib import Path
 
 MARKER = "<!-- analysis: everything below this line is hand-written and kept by bench/run.py -->"
 CONCURRENCY = ("1", "8", "32")
-CHANNELS = (("whatsapp", "WhatsApp channel"), ("rest", "Rasa REST"),
+CHANNELS = (("whatsapp_ingress", "WhatsApp channel, ingress process"),
+            ("whatsapp", "WhatsApp channel"), ("rest", "Rasa REST"),
             ("facebook", "Rasa Facebook"))
+IN_PROCESS_LABEL = "WhatsApp channel, in-process"  # "whatsapp" when the ingress variant ran
+VARIANTS = ("whatsapp_ingress", "whatsapp")
+_WORDS = {1: "one", 2: "two", 3: "three"}
 
 
 def _f(value, digits: int = 1) -> str:
@@ -36,12 +40,47 @@ def _median(values: list) -> float | None:
     return statistics.median(clean) if clean else None
 
 
+def _suffix(variant: str) -> str:
+    return "" if variant == "whatsapp" else "_ingress"
+
+
+def _channels(results: dict) -> list[tuple[str, str]]:
+    """(key, label) of the channels measured, in table order."""
+    rounds = results["rounds"]
+    measured = set(rounds[0]["ack"]) if rounds else set()
+    ingress = "whatsapp_ingress" in measured
+    return [
+        (key, IN_PROCESS_LABEL if key == "whatsapp" and ingress else label)
+        for key, label in CHANNELS
+        if key in measured
+    ]
+
+
+def _cpu_median(cells: list[dict], name: str) -> float | None:
+    return _median([c["cpu"]["ms_per_message"].get(name) for c in cells])
+
+
+def _cpu_sum_median(cells: list[dict], names: tuple[str, ...]) -> float | None:
+    values = []
+    for cell in cells:
+        per = cell["cpu"]["ms_per_message"]
+        parts = [per.get(name) for name in names]
+        values.append(None if any(v is None for v in parts) else sum(parts))
+    return _median(values)
+
+
 def render(results: dict, existing: str | None = None) -> str:
     summary = results["summary"]
     rounds = results["rounds"]
     machine = results["machine"]
     ratios = summary["ratios"]
-    ack32 = summary["ack"].get("whatsapp/32", {}).get("p99_ms", {})
+    channels = _channels(results)
+    labels = dict(channels)
+    variants = [v for v in VARIANTS if v in labels]
+    ingress = "whatsapp_ingress" in labels
+    primary = variants[0] if variants else "whatsapp"  # the variant the targets table shows
+    sfx = _suffix(primary)
+    ack32 = summary["ack"].get(f"{primary}/32", {}).get("p99_ms", {})
     lines: list[str] = []
     add = lines.append
     add("# Benchmarks")
@@ -50,7 +89,7 @@ def render(results: dict, existing: str | None = None) -> str:
         "Raw results: `bench/results/bench-*.json` (not committed).")
     add("")
     add("```bash")
-    add("make bench            # about 7-12 minutes: trains if needed, then "
+    add("make bench            # about 9-15 minutes: trains if needed, then "
         ".venv/bin/python -m bench.run --rounds 3")
     add("```")
     add("")
@@ -66,8 +105,15 @@ def render(results: dict, existing: str | None = None) -> str:
         f"{_f(100 * (_median(foreign) or 0), 0)} %, max {_f(100 * max(foreign or [0]), 0)} % of "
         "both cores. Ratios are taken within a round (back to back, channel order rotated), "
         "which cancels most of that; absolute figures move with it.")
-    add("- One `rasa run` serves the three channels (same model, same SQLite tracker store, "
-        "same action server); the local Cloud API simulator stands in for the Graph API and "
+    served = len(channels) - ingress
+    add(f"- One `rasa run` serves the {_WORDS.get(served, served)} channel{'s' * (served > 1)} "
+        "(same model, same SQLite tracker store, same action server)"
+        + ("; the WhatsApp channel is measured twice: through its ingress process (`ingress_port` "
+           "in credentials.yml, a child process of `rasa run` that verifies, parses and stores "
+           "webhooks and answers; the turns still run in `rasa run`) and on the `rasa run` port "
+           "(in-process); the simulator's status webhooks go to the port being measured"
+           if ingress else "")
+        + "; the local Cloud API simulator stands in for the Graph API and "
         "sends `sent`/`delivered`/`read` statuses back for every reply, as Meta does; a "
         "loopback stub (`bench/graph_stub.py`) stands in for the Messenger Send API "
         "(`bench/rasa_launcher.py` points Rasa's `fbmessenger` client at it; its sends stay "
@@ -79,23 +125,31 @@ def render(results: dict, existing: str | None = None) -> str:
     add("")
     add("## Targets")
     add("")
+    if ingress:
+        add("Targets 1-4: the WhatsApp channel **through its ingress process** (what the README "
+            "recommends for production); the in-process figures (webhooks to the `rasa run` "
+            "port) are in the sections below, labelled *in-process*.")
+        add("")
+    throughput = summary["throughput"]
+
+    def median_of(key: str) -> float | None:
+        return (throughput.get(key) or {}).get("median")
+
     add("| # | target | measured (median, min–max over rounds) | |")
     add("|---|---|---|---|")
     add(f"| 1 | WhatsApp ack p99 < 20 ms at 32 concurrent contacts | {_range(ack32)} ms | "
-        f"{_verdict(ack32.get('median') is not None and ack32['median'] < 20)} |")
-    e2e = ratios["e2e_whatsapp_over_rest"]
+        f"{_verdict(ack32.get('median') < 20 if ack32.get('median') is not None else None)} |")
+    e2e = ratios.get(f"e2e_{primary}_over_rest", {})
     add(f"| 2 | end-to-end throughput ≥ 0.95 × REST | {_range(e2e, 2)} × "
-        f"({_f(summary['throughput']['whatsapp']['median'])} vs "
-        f"{_f(summary['throughput']['rest']['median'])} msg/s) | "
-        f"{_verdict(e2e.get('median') is not None and e2e['median'] >= 0.95)} |")
-    lat = ratios["latency100_over_nolatency"]
+        f"({_f(median_of(primary))} vs {_f(median_of('rest'))} msg/s) | "
+        f"{_verdict(e2e['median'] >= 0.95 if e2e.get('median') is not None else None)} |")
+    lat = ratios.get(f"latency100{sfx}_over_nolatency", {})
     add(f"| 3 | with 100 ms Graph latency ≥ 0.9 × without | {_range(lat, 2)} × | "
-        f"{_verdict(lat.get('median') is not None and lat['median'] >= 0.9)} |")
-    st = ratios["status_over_bare"]
+        f"{_verdict(lat['median'] >= 0.9 if lat.get('median') is not None else None)} |")
+    st = ratios.get(f"status{sfx}_over_bare", {})
     add(f"| 4 | status webhooks ≥ 0.5 × bare Sanic HMAC endpoint | {_range(st, 3)} × "
-        f"({_f(summary['throughput']['status_rps']['median'], 0)} vs "
-        f"{_f(summary['throughput']['bare_rps']['median'], 0)} req/s) | "
-        f"{_verdict(st.get('median') is not None and st['median'] >= 0.5)} |")
+        f"({_f(median_of(f'status{sfx}_rps'), 0)} vs {_f(median_of('bare_rps'), 0)} req/s) | "
+        f"{_verdict(st['median'] >= 0.5 if st.get('median') is not None else None)} |")
     micro = results.get("micro") or []
     if micro:
         worst = max(micro, key=lambda m: m["signature_us"] + m["parse_us"]
@@ -105,20 +159,25 @@ def render(results: dict, existing: str | None = None) -> str:
             f"{_f(total)} µs (`{worst['name']}`), table below | measured |")
     mem = summary.get("memory")
     if mem:
+        ingress_mem = (f" (ingress process: {_f(mem['ingress_per_1000_mb'])} MB)"
+                       if mem.get("ingress_per_1000_mb") is not None else "")
         add(f"| 6 | RSS of `rasa run` per 1,000 active conversations | "
-            f"{_f(mem['per_1000_mb'])} MB | measured |")
+            f"{_f(mem['per_1000_mb'])} MB{ingress_mem} | measured |")
     add("")
     add("## 1. Webhook ack latency (ms)")
     add("")
     add("Time from the first byte of the POST to the end of the answer, as the client sees it. "
         "The WhatsApp channel answers once the message is verified, parsed and committed to its "
-        "inbox, and runs the turn afterwards; Rasa's REST and Facebook channels answer after the "
+        "inbox, and runs the turn afterwards"
+        + (" (ingress process: in its own process, so the answer does not wait for turns "
+           "running in `rasa run`; in-process: on the `rasa run` event loop)" if ingress else "")
+        + "; Rasa's REST and Facebook channels answer after the "
         "whole bot turn (Facebook: plus its synchronous Send API calls), so for them this is "
         "the turn latency under load.")
     add("")
     add("| channel | clients | p50 | p99 | messages/round |")
     add("|---|---|---|---|---|")
-    for key, label in CHANNELS:
+    for key, label in channels:
         for clients in CONCURRENCY:
             cell = summary["ack"].get(f"{key}/{clients}")
             if not cell:
@@ -135,44 +194,98 @@ def render(results: dict, existing: str | None = None) -> str:
         "`rasa run` process per message during the run (`/proc/<pid>/stat`), the figure that "
         "other load on the machine disturbs least.")
     add("")
-    add("| channel | msg/s | `rasa run` CPU ms/msg | simulator CPU ms/msg | action server "
-        "CPU ms/msg |")
-    add("|---|---|---|---|---|")
-    for key, label in CHANNELS:
+    if ingress:
+        add("Ingress: CPU of the ingress process (a child of `rasa run`) in the same interval; "
+            "it runs for every channel, idle for the others. For the ingress variant the cost "
+            "per message is `rasa run` + ingress.")
+        add("")
+    if ingress:
+        add("| channel | msg/s | `rasa run` CPU ms/msg | ingress CPU ms/msg | `rasa run` + ingress "
+            "CPU ms/msg | simulator CPU ms/msg | action server CPU ms/msg |")
+        add("|---|---|---|---|---|---|---|")
+    else:
+        add("| channel | msg/s | `rasa run` CPU ms/msg | simulator CPU ms/msg | action server "
+            "CPU ms/msg |")
+        add("|---|---|---|---|---|")
+    for key, label in channels:
         cells = [r["ack"][key]["32"] for r in rounds]
-        add(f"| {label} | {_range(summary['throughput'][key])} | "
-            f"{_f(_median([c['cpu']['ms_per_message'].get('rasa') for c in cells]))} | "
-            f"{_f(_median([c['cpu']['ms_per_message'].get('simulator') for c in cells]))} | "
-            f"{_f(_median([c['cpu']['ms_per_message'].get('actions') for c in cells]))} |")
+        ingress_cells = (f"{_f(_cpu_median(cells, 'ingress'))} | "
+                         f"{_f(_cpu_sum_median(cells, ('rasa', 'ingress')))} | "
+                         if ingress else "")
+        add(f"| {label} | {_range(throughput.get(key, {}))} | "
+            f"{_f(_cpu_median(cells, 'rasa'))} | {ingress_cells}"
+            f"{_f(_cpu_median(cells, 'simulator'))} | "
+            f"{_f(_cpu_median(cells, 'actions'))} |")
     add("")
-    add(f"Ratios: WhatsApp / REST {_range(e2e, 2)}; WhatsApp / Facebook "
-        f"{_range(ratios['e2e_whatsapp_over_facebook'], 2)}.")
-    add("")
+    parts = []
+    for variant in variants:
+        for other, name in (("rest", "REST"), ("facebook", "Facebook")):
+            if f"e2e_{variant}_over_{other}" in ratios:
+                parts.append(f"{labels[variant]} / {name} "
+                             f"{_range(ratios[f'e2e_{variant}_over_{other}'], 2)}")
+    if "e2e_whatsapp_ingress_over_whatsapp" in ratios:
+        parts.append(f"ingress process / in-process "
+                     f"{_range(ratios['e2e_whatsapp_ingress_over_whatsapp'], 2)}")
+    if parts:
+        add(f"Ratios: {'; '.join(parts)}.")
+        add("")
     add("## 3. With 100 ms of Graph API latency")
     add("")
-    add(f"Simulator fault `latency_ms: 100` on every Graph call (sends and read receipts): "
-        f"{_range(summary['throughput']['whatsapp_latency100'])} msg/s, "
-        f"{_range(lat, 2)} × the same round's figure without latency.")
+    add("Simulator fault `latency_ms: 100` on every Graph call (sends and read receipts), 32 "
+        "clients:")
+    add("")
+    for variant in variants:
+        add(f"- {labels[variant]}: {_range(throughput.get(f'{variant}_latency100', {}))} msg/s, "
+            f"{_range(ratios.get(f'latency100{_suffix(variant)}_over_nolatency', {}), 2)} × "
+            "the same round's figure without latency.")
     add("")
     add("## 4. Status webhooks vs a bare Sanic HMAC endpoint")
     add("")
-    rows = rounds[0]["statuses"]["rows"] if rounds else 0
+    first = rounds[0] if rounds else {}
+    rows = next((first[f"statuses{_suffix(v)}"].get("rows", 0) for v in variants
+                 if f"statuses{_suffix(v)}" in first), 0)
     add(f"32 clients post single-status webhooks: `delivered` then `read` for each of {rows:,} "
         "outbox rows put in state `sent` before the run, so every status is recorded and moves "
         f"a row ({2 * rows:,} requests per round). The same signed bodies, three times over, go "
-        "to `bench/bare_sanic.py` (same Sanic, one worker, only the HMAC check and a 200).")
+        "to `bench/bare_sanic.py` (same Sanic, one worker, only the HMAC check and a 200)"
+        + (", once per round; each WhatsApp variant gets its own outbox rows." if ingress
+           else "."))
     add("")
-    add("| | req/s | p99 ms | `rasa run` / bare CPU ms per request |")
-    add("|---|---|---|---|")
-    statuses = [r["statuses"] for r in rounds]
-    add(f"| WhatsApp channel | {_range(summary['throughput']['status_rps'], 0)} | "
-        f"{_f(_median([s['whatsapp_p99_ms'] for s in statuses]))} | "
-        f"{_f(_median([s['cpu']['ms_per_message'].get('rasa') for s in statuses]), 2)} |")
-    add(f"| bare Sanic endpoint | {_range(summary['throughput']['bare_rps'], 0)} | "
-        f"{_f(_median([s['bare_p99_ms'] for s in statuses]))} | "
-        f"{_f(_median([s['bare_cpu']['ms_per_message'].get('bare') for s in statuses]), 3)} |")
+    add("req/s counts answered webhooks; the WhatsApp channel answers a status-only webhook once "
+        "it is verified, parsed and appended to its local status spool, and writes the statuses "
+        "to the database in batches afterwards: *applied req/s* divides by the time until every "
+        "row reached `read` (CPU figures include that).")
     add("")
-    add(f"Ratio {_range(st, 3)}.")
+    if ingress:
+        add("| | req/s | applied req/s | p99 ms | `rasa run` / bare CPU ms per request | "
+            "ingress CPU ms per request | `rasa run` + ingress CPU ms per request |")
+        add("|---|---|---|---|---|---|---|")
+    else:
+        add("| | req/s | applied req/s | p99 ms | `rasa run` / bare CPU ms per request |")
+        add("|---|---|---|---|---|")
+    for variant in variants:
+        statuses = [r[f"statuses{_suffix(variant)}"] for r in rounds
+                    if "whatsapp_rps" in r.get(f"statuses{_suffix(variant)}", {})]
+        ingress_cells = (f" {_f(_cpu_median(statuses, 'ingress'), 2)} | "
+                         f"{_f(_cpu_sum_median(statuses, ('rasa', 'ingress')), 2)} |"
+                         if ingress else "")
+        add(f"| {labels[variant]} | "
+            f"{_range(throughput.get(f'status{_suffix(variant)}_rps', {}), 0)} | "
+            f"{_f(_median([s.get('whatsapp_applied_rps') for s in statuses]), 0)} | "
+            f"{_f(_median([s['whatsapp_p99_ms'] for s in statuses]))} | "
+            f"{_f(_cpu_median(statuses, 'rasa'), 2)} |{ingress_cells}")
+    bare = [r["statuses"] for r in rounds if "bare_rps" in r.get("statuses", {})]
+    add(f"| bare Sanic endpoint | {_range(throughput.get('bare_rps', {}), 0)} | – | "
+        f"{_f(_median([s['bare_p99_ms'] for s in bare]))} | "
+        f"{_f(_median([s['bare_cpu']['ms_per_message'].get('bare') for s in bare]), 3)} |"
+        + (" – | – |" if ingress else ""))
+    add("")
+    short = {"whatsapp_ingress": "ingress process", "whatsapp": "in-process"}
+    add("Ratio " + "; ".join(
+        (f"{short[v]} " if len(variants) > 1 else "")
+        + _range(ratios.get(f"status{_suffix(v)}_over_bare", {}), 3)
+        for v in variants
+    ) + ".")
     add("")
     add("## 5. Core costs per payload (µs, this process, median of 3 timings)")
     add("")
@@ -193,13 +306,25 @@ def render(results: dict, existing: str | None = None) -> str:
     add(f"RSS of `rasa run`: {_f(results.get('rss_mb_started'), 0)} MB after start, "
         f"{_f(results.get('rss_mb_warm'), 0)} MB after warm-up, "
         f"{_f(memory.get('rss_mb_before'), 0)} MB after the rounds.")
+    if results.get("ingress_rss_mb_started") is not None:
+        add("")
+        add(f"RSS of the ingress process: {_f(results.get('ingress_rss_mb_started'), 0)} MB "
+            f"after start, {_f(results.get('ingress_rss_mb_warm'), 0)} MB after warm-up, "
+            f"{_f(memory.get('ingress_rss_mb_before'), 0)} MB after the rounds.")
+    route = ("the WhatsApp channel's ingress process"
+             if memory.get("variant") == "whatsapp_ingress" else "the WhatsApp channel")
     for step in memory.get("steps", []):
-        add(f"- +{step['count']:,} new conversations (one message each, through the WhatsApp "
-            f"channel, {step['seconds']:.0f} s): {_f(step['rss_mb_after'], 0)} MB.")
+        ingress_rss = (f", ingress process {_f(step['ingress_rss_mb_after'], 0)} MB"
+                       if step.get("ingress_rss_mb_after") is not None else "")
+        add(f"- +{step['count']:,} new conversations (one message each, through {route}, "
+            f"{step['seconds']:.0f} s): `rasa run` {_f(step['rss_mb_after'], 0)} MB"
+            f"{ingress_rss}.")
     if mem:
-        add(f"\nThat is {_f(mem['per_1000_mb'])} MB per 1,000 conversations: with the SQL tracker "
-            "store neither Rasa nor the channel keeps per-conversation state in memory (turn "
-            "queues and locks are dropped when a conversation is idle).")
+        ingress_mem = (f" ({_f(mem['ingress_per_1000_mb'])} MB for the ingress process)"
+                       if mem.get("ingress_per_1000_mb") is not None else "")
+        add(f"\nThat is {_f(mem['per_1000_mb'])} MB per 1,000 conversations{ingress_mem}: with "
+            "the SQL tracker store neither Rasa nor the channel keeps per-conversation state in "
+            "memory (turn queues and locks are dropped when a conversation is idle).")
     add("")
     add("## How to read these figures")
     add("")

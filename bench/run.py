@@ -12,6 +12,12 @@ for the Messenger Send API. Each round measures, channel order rotated:
 3. WhatsApp throughput with 100 ms of Graph API latency;
 4. status-webhook throughput vs a bare Sanic HMAC endpoint.
 
+The WhatsApp channel is measured twice when its ingress process is on (``whatsapp_ingress``,
+the default unless ``--channels`` leaves it out): webhooks posted to the ingress port (the
+channel's ``ingress_port``, a child process of ``rasa run``) and to the ``rasa run`` port
+(``whatsapp``); the simulator's status webhooks go to the port of the variant being measured.
+If the ingress process never answers its health URL (30 s), that variant is skipped.
+
 Then core costs per corpus payload (in-process) and RSS per 1,000 conversations. Results:
 ``docs/benchmarks.md`` (rendered) and ``bench/results/bench-<time>.json``.
 """
@@ -39,10 +45,17 @@ from whatsapp_core.schema import outbox
 
 CONCURRENCY = (1, 8, 32)
 MESSAGES_PER_CLIENT = {1: 40, 8: 12, 32: 10}
-CHANNELS = ("whatsapp", "rest", "facebook")
+CHANNELS = ("whatsapp_ingress", "whatsapp", "rest", "facebook")
+WHATSAPP_VARIANTS = ("whatsapp_ingress", "whatsapp")
+DOCS_CHANNELS = {"whatsapp", "rest", "facebook"}  # a run without one of them renders no docs
 STATUS_WAMIDS_PER_CLIENT = 40  # x 32 clients x 2 statuses (delivered, read)
 BARE_REPEAT = 3
-TIME_BUDGET_S = 14 * 60
+TIME_BUDGET_S = 18 * 60
+
+
+def suffix_of(variant: str) -> str:
+    """Key suffix of a WhatsApp variant in results (``""`` for the in-process channel)."""
+    return "" if variant == "whatsapp" else "_ingress"
 
 
 class Bench:
@@ -53,9 +66,27 @@ class Bench:
         self.run_id = 0
         self.bare_pid: int | None = None
         self.rest_metadata = False  # REST messages carry WhatsApp-sized metadata (what-if)
+        self._webhooks_port = self.port  # where the simulator's webhooks go now
+
+    def whatsapp_port(self, variant: str) -> int:
+        if variant == "whatsapp_ingress":
+            if self.stack.ingress_port is None:
+                raise RuntimeError("the ingress process is not running")
+            return self.stack.ingress_port
+        return self.port
+
+    def point_webhooks(self, port: int) -> None:
+        """The simulator's webhooks (statuses) go to ``port`` from now on."""
+        if port != self._webhooks_port:
+            self.settle()
+            self.stack.point_webhooks(port)
+            self._webhooks_port = port
 
     def meter(self, *, bare: bool = False) -> CpuMeter:
         pids = {"rasa": self.stack.rasa.pid, "simulator": self.stack.sim._process.pid}
+        ingress_pid = self.stack.ingress_pid()
+        if ingress_pid is not None:
+            pids["ingress"] = ingress_pid
         if self.stack.actions is not None:
             pids["actions"] = self.stack.actions.pid
         if self.stack.fb_stub is not None:
@@ -69,7 +100,13 @@ class Bench:
         return f"wamid.b{self.run_id}{label}_"
 
     # ------------------------------------------------------------ channels
-    def whatsapp(self, clients: int, per_client: int, label: str) -> dict:
+    def whatsapp(
+        self, clients: int, per_client: int, label: str, *, variant: str = "whatsapp"
+    ) -> dict:
+        """Webhooks to the ``rasa run`` port (``variant="whatsapp_ingress"``: the ingress
+        port); the simulator's status webhooks go to the same port."""
+        port = self.whatsapp_port(variant)
+        self.point_webhooks(port)
         prefix = self._prefix(label)
         contacts = [f"1555{self.run_id:03d}{i:04d}" for i in range(clients)]
         messages = text_messages(prefix, contacts, per_client)
@@ -77,7 +114,7 @@ class Bench:
         reqs = whatsapp_requests(messages)
         total = clients * per_client
         with self.meter() as meter:
-            result = run_closed_loop(self.port, reqs, time_limit=120)
+            result = run_closed_loop(port, reqs, time_limit=120)
             done_at = self.stack.wait_done(prefix, total, timeout=180)
         states = self.stack.inbox_states(prefix)
         out = _latency_summary(result)
@@ -91,6 +128,9 @@ class Bench:
             out["throughput"] = total / (done_at - result.started)
             out["drain_s"] = done_at - result.started
         return out
+
+    def whatsapp_ingress(self, clients: int, per_client: int, label: str) -> dict:
+        return self.whatsapp(clients, per_client, label, variant="whatsapp_ingress")
 
     def rest(self, clients: int, per_client: int, label: str) -> dict:
         self.run_id += 1
@@ -172,26 +212,50 @@ class Bench:
                 )
         return per_client, [w for w, _ in rows]
 
-    def statuses(self, label: str, bare_port: int, clients: int = 32) -> dict:
+    def statuses(
+        self, label: str, bare_port: int | None, clients: int = 32, *, variant: str = "whatsapp"
+    ) -> dict:
+        """Status webhooks to the channel (``variant``'s port), then, unless ``bare_port`` is
+        None, the same bodies three times over to the bare endpoint."""
         reqs, wamids = self.status_requests(label, clients)
+        port = self.whatsapp_port(variant)
+        def moved_to_read() -> int:
+            return self.stack.scalar(  # "_" escaped: label r1 must not count r1i's rows
+                "SELECT count(*) FROM whatsapp_outbox WHERE wamid LIKE :p ESCAPE '\\' "
+                "AND state = 'read'",
+                p=f"wamid.st{label}\\_%",
+            )
+
         with self.meter() as meter:
-            result = run_closed_loop(self.port, reqs, time_limit=120)
-        moved = self.stack.scalar(
-            "SELECT count(*) FROM whatsapp_outbox WHERE wamid LIKE :p AND state = 'read'",
-            p=f"wamid.st{label}_%",
-        )
-        with self.meter(bare=True) as bare_meter:
-            bare = run_closed_loop(bare_port, [r * BARE_REPEAT for r in reqs], time_limit=120)
-        return {
+            started = time.perf_counter()
+            result = run_closed_loop(port, reqs, time_limit=120)
+            # Answered is not applied (statuses are spooled, then written in batches): the
+            # run ends when every row reached "read", and that time is reported too.
+            deadline = time.monotonic() + 60
+            while (moved := moved_to_read()) < len(wamids) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            applied_s = time.perf_counter() - started
+        out = {
+            "variant": variant,
             "cpu": _cpu(meter, len(result.samples)),
-            "bare_cpu": _cpu(bare_meter, len(bare.samples)),
             "requests": len(result.samples),
             "statuses_http": result.statuses(),
             "rows_moved_to_read": moved,
             "rows": len(wamids),
             "whatsapp_rps": result.ok / result.elapsed,
+            "whatsapp_applied_rps": result.ok / applied_s,
             "whatsapp_p50_ms": percentile(result.latencies_ms(), 50),
             "whatsapp_p99_ms": percentile(result.latencies_ms(), 99),
+        }
+        if bare_port is not None:
+            out.update(self.bare_statuses(reqs, bare_port))
+        return out
+
+    def bare_statuses(self, reqs: list[list[bytes]], bare_port: int) -> dict:
+        with self.meter(bare=True) as bare_meter:
+            bare = run_closed_loop(bare_port, [r * BARE_REPEAT for r in reqs], time_limit=120)
+        return {
+            "bare_cpu": _cpu(bare_meter, len(bare.samples)),
             "bare_requests": len(bare.samples),
             "bare_statuses_http": bare.statuses(),
             "bare_rps": bare.ok / bare.elapsed,
@@ -199,7 +263,9 @@ class Bench:
         }
 
     # ------------------------------------------------------------ memory
-    def conversations(self, count: int, clients: int = 32) -> dict:
+    def conversations(self, count: int, clients: int = 32, *, variant: str = "whatsapp") -> dict:
+        port = self.whatsapp_port(variant)
+        self.point_webhooks(port)
         prefix = self._prefix("mem")
         contacts = [f"1777{self.run_id:03d}{i:05d}" for i in range(count)]
         messages = [
@@ -212,10 +278,10 @@ class Bench:
             per_client[index % clients].append(message[0])
         reqs = whatsapp_requests(per_client)
         started = time.perf_counter()
-        run_closed_loop(self.port, reqs, time_limit=120)
+        run_closed_loop(port, reqs, time_limit=120)
         done = self.stack.wait_done(prefix, count, timeout=240)
         return {"count": count, "seconds": (done or time.perf_counter()) - started,
-                "finished": done is not None}
+                "finished": done is not None, "variant": variant}
 
     def settle(self) -> None:
         """Let the simulator's status webhooks of the last replies arrive."""
@@ -295,11 +361,29 @@ def summarize(values: list[float]) -> dict:
     return {"min": min(clean), "median": statistics.median(clean), "max": max(clean)}
 
 
+def parse_channels(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    unknown = [n for n in names if n not in CHANNELS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown channel(s) {', '.join(unknown) or '(none)'}; "
+            f"choose from {', '.join(CHANNELS)}"
+        )
+    return tuple(n for n in CHANNELS if n in names)  # the canonical order
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="render to this file instead of docs/benchmarks.md (also for runs "
+                        "that would not render: --channels subsets, --experiments, --option)")
+    parser.add_argument("--channels", type=parse_channels, default=CHANNELS,
+                        help=f"comma-separated subset of {','.join(CHANNELS)} (default: all; "
+                        "whatsapp_ingress is skipped when the ingress process does not answer). "
+                        "Leaving out whatsapp, rest or facebook implies --no-docs")
     parser.add_argument("--memory-conversations", type=int, default=1000)
     parser.add_argument("--memory-steps", type=int, default=1)
     parser.add_argument("--experiments", default="",
@@ -309,8 +393,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra WhatsApp credentials key=value (implies --no-docs)")
     args = parser.parse_args(argv)
     options = dict(option.split("=", 1) for option in args.option)
-    if args.experiments or options:
+    if args.experiments or options or not DOCS_CHANNELS <= set(args.channels):
         args.no_docs = True
+    docs_path = args.docs or REPO_ROOT / "docs" / "benchmarks.md"
+    if args.docs:
+        args.no_docs = False
     if args.quick:
         MESSAGES_PER_CLIENT.update({1: 10, 8: 4, 32: 3})
 
@@ -319,37 +406,59 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[bench {time.monotonic() - began:6.1f}s] {message}", flush=True)
 
+    channels = tuple(args.channels)
+    command = f"--rounds {args.rounds}{' --quick' if args.quick else ''}"
+    if channels != CHANNELS:
+        command += f" --channels {','.join(channels)}"
     results: dict = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "command": "make bench  (.venv/bin/python -m bench.run --rounds "
-        f"{args.rounds}{' --quick' if args.quick else ''})",
+        "command": f"make bench  (.venv/bin/python -m bench.run {command})"
+        if channels == CHANNELS else f".venv/bin/python -m bench.run {command}",
         "machine": machine(),
         "messages_per_client": dict(MESSAGES_PER_CLIENT),
         "experiments": args.experiments,
         "whatsapp_options": options,
         "model_sha256": _sha256(REPO_ROOT / "models" / "whatsapp-bot.tar.gz"),
+        "channels_requested": list(channels),
         "rounds": [],
     }
-    log("starting simulator, Messenger stub, action server, rasa run, bare Sanic endpoint")
+    want_ingress = "whatsapp_ingress" in channels
+    log("starting simulator, Messenger stub, action server, rasa run"
+        + (" (with its ingress process)" if want_ingress else "") + ", bare Sanic endpoint")
     env = {"BENCH_EXPERIMENTS": args.experiments} if args.experiments else {}
-    stack = Stack.start(facebook=True, rasa_env=env, whatsapp_extra=options)
+    stack = Stack.start(
+        facebook="facebook" in channels, rest="rest" in channels, rasa_env=env,
+        whatsapp_extra=options, ingress=want_ingress, log=log,
+    )
     try:
+        if want_ingress and stack.ingress_port is None:
+            log("SKIPPED: whatsapp_ingress (the ingress process never answered its health URL; "
+                f"see {stack.tmp / 'rasa.log'})")
+            channels = tuple(c for c in channels if c != "whatsapp_ingress")
+        if not channels:
+            raise SystemExit("bench: no channel left to measure")
+        variants = [v for v in WHATSAPP_VARIANTS if v in channels]
+        results["channels"] = list(channels)
+        results["ingress"] = {"requested": want_ingress, "port": stack.ingress_port,
+                              "pid": stack.ingress_pid()}
         bare_proc, bare_port = start_bare_sanic(stack.tmp)
         stack.extra.append(bare_proc)
         results["rss_mb_started"] = stack.rss_mb()
+        results["ingress_rss_mb_started"] = stack.ingress_rss_mb()
         bench = Bench(stack, log)
         bench.bare_pid = bare_proc.pid
         log("warm-up")
-        bench.whatsapp(8, 4, "warm")
-        bench.rest(8, 4, "warm")
-        bench.facebook(8, 4, "warm")
-        bench.settle()
+        for channel in channels:
+            getattr(bench, channel)(8, 4, "warm")
+            bench.settle()
         results["rss_mb_warm"] = stack.rss_mb()
+        results["ingress_rss_mb_warm"] = stack.ingress_rss_mb()
         for round_no in range(1, args.rounds + 1):
             if time.monotonic() - began > TIME_BUDGET_S:
                 log("time budget reached: skipping the remaining rounds")
                 break
-            order = CHANNELS[round_no - 1 :] + CHANNELS[: round_no - 1]
+            shift = (round_no - 1) % len(channels)
+            order = channels[shift:] + channels[:shift]
             round_result: dict = {"round": round_no, "order": list(order), "ack": {}}
             for channel in order:
                 round_result["ack"][channel] = {}
@@ -358,41 +467,63 @@ def main(argv: list[str] | None = None) -> int:
                     label = f"r{round_no}c{clients}"
                     measured = getattr(bench, channel)(clients, per_client, label)
                     round_result["ack"][channel][str(clients)] = measured
+                    per_message = measured["cpu"]["ms_per_message"]
+                    ingress_cpu = (f" + ingress {per_message['ingress']:4.1f}"
+                                   if "ingress" in per_message else "")
                     log(
-                        f"round {round_no} {channel:8s} c={clients:2d}: ack p50 "
+                        f"round {round_no} {channel:16s} c={clients:2d}: ack p50 "
                         f"{measured['p50_ms']:7.1f} ms p99 {measured['p99_ms']:7.1f} ms, "
                         f"{measured.get('throughput') or 0:5.1f} msg/s, rasa CPU "
-                        f"{measured['cpu']['ms_per_message'].get('rasa', 0):5.1f} ms/msg, foreign "
+                        f"{per_message.get('rasa', 0):5.1f}{ingress_cpu} ms/msg, foreign "
                         f"{measured['cpu']['foreign_share']:.0%}, http {measured['http']}"
                     )
                     bench.settle()
-            requests.post(f"{stack.sim.base_url}/_sim/faults", json={"latency_ms": 100}, timeout=10)
-            try:
-                slow = bench.whatsapp(32, MESSAGES_PER_CLIENT[32], f"r{round_no}lat")
-            finally:
-                requests.delete(f"{stack.sim.base_url}/_sim/faults", timeout=10)
-            round_result["whatsapp_latency100"] = slow
-            log(f"round {round_no} whatsapp with 100 ms Graph latency: "
-                f"{slow.get('throughput') or 0:5.1f} msg/s, ack p99 {slow['p99_ms']:.1f} ms")
-            bench.settle()
-            status = bench.statuses(f"r{round_no}", bare_port)
-            round_result["statuses"] = status
-            log(f"round {round_no} statuses: {status['whatsapp_rps']:.0f} req/s vs bare "
-                f"{status['bare_rps']:.0f} req/s (rows moved {status['rows_moved_to_read']}"
-                f"/{status['rows']})")
+            round_variants = [c for c in order if c in variants]
+            for variant in round_variants:
+                requests.post(f"{stack.sim.base_url}/_sim/faults", json={"latency_ms": 100},
+                              timeout=10)
+                try:
+                    slow = bench.whatsapp(32, MESSAGES_PER_CLIENT[32], f"r{round_no}lat",
+                                          variant=variant)
+                finally:
+                    requests.delete(f"{stack.sim.base_url}/_sim/faults", timeout=10)
+                round_result[f"{variant}_latency100"] = slow
+                log(f"round {round_no} {variant} with 100 ms Graph latency: "
+                    f"{slow.get('throughput') or 0:5.1f} msg/s, ack p99 {slow['p99_ms']:.1f} ms")
+                bench.settle()
+            round_result["statuses"] = {}
+            for index, variant in enumerate(round_variants):
+                status = bench.statuses(f"r{round_no}{'i' * (variant != 'whatsapp')}",
+                                        bare_port if index == 0 else None, variant=variant)
+                key = f"statuses{suffix_of(variant)}"
+                round_result[key] = {**round_result.get(key, {}), **status}
+                log(f"round {round_no} statuses {variant}: {status['whatsapp_rps']:.0f} req/s"
+                    + (f" vs bare {status['bare_rps']:.0f} req/s" if "bare_rps" in status else "")
+                    + f" (rows moved {status['rows_moved_to_read']}/{status['rows']})")
+            if "bare_rps" not in round_result["statuses"]:  # keep the bare figures here
+                bare = next(round_result[f"statuses{suffix_of(v)}"] for v in round_variants)
+                round_result["statuses"].update(
+                    {k: v for k, v in bare.items() if k.startswith("bare")}
+                )
             results["rounds"].append(round_result)
 
-        log("memory: RSS per 1,000 conversations")
-        bench.settle()
-        memory = {"rss_mb_before": stack.rss_mb(), "steps": []}
-        for _ in range(args.memory_steps):
-            step = bench.conversations(args.memory_conversations)
+        if variants:
+            variant = variants[0]
+            log(f"memory: RSS per 1,000 conversations (through {variant})")
             bench.settle()
-            step["rss_mb_after"] = stack.rss_mb()
-            memory["steps"].append(step)
-            log(f"memory: +{step['count']} conversations in {step['seconds']:.1f} s, "
-                f"RSS {step['rss_mb_after']:.0f} MB")
-        results["memory"] = memory
+            memory = {"rss_mb_before": stack.rss_mb(), "variant": variant,
+                      "ingress_rss_mb_before": stack.ingress_rss_mb(), "steps": []}
+            for _ in range(args.memory_steps):
+                step = bench.conversations(args.memory_conversations, variant=variant)
+                bench.settle()
+                step["rss_mb_after"] = stack.rss_mb()
+                step["ingress_rss_mb_after"] = stack.ingress_rss_mb()
+                memory["steps"].append(step)
+                log(f"memory: +{step['count']} conversations in {step['seconds']:.1f} s, "
+                    f"RSS {step['rss_mb_after']:.0f} MB"
+                    + (f", ingress {step['ingress_rss_mb_after']:.0f} MB"
+                       if step["ingress_rss_mb_after"] is not None else ""))
+            results["memory"] = memory
         results["inbox_totals"] = dict(stack.inbox_states("wamid.b"))
     finally:
         stack.stop()
@@ -406,17 +537,21 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     suffix = f"-{args.experiments}" if args.experiments else ""
     suffix += "".join(f"-{k}{v}" for k, v in options.items())
+    if set(args.channels) != set(CHANNELS):
+        suffix += "-" + "+".join(args.channels)
     (out_dir / f"bench-{stamp}{suffix}.json").write_text(json.dumps(results, indent=1, default=str))
     if not args.no_docs:
-        render_file(results, REPO_ROOT / "docs" / "benchmarks.md")
+        render_file(results, docs_path)
+        log(f"rendered {docs_path}")
     log(f"done in {results['elapsed_s']:.0f} s; results: bench/results/bench-{stamp}{suffix}.json")
     return 0
 
 
 def summarize_rounds(results: dict) -> dict:
     rounds = results["rounds"]
-    summary: dict = {"ack": {}, "ratios": {}}
-    for channel in CHANNELS:
+    channels = [c for c in CHANNELS if rounds and c in rounds[0]["ack"]]
+    summary: dict = {"ack": {}, "ratios": {}, "throughput": {}}
+    for channel in channels:
         for clients in CONCURRENCY:
             key = f"{channel}/{clients}"
             cells = [r["ack"][channel][str(clients)] for r in rounds]
@@ -429,26 +564,39 @@ def summarize_rounds(results: dict) -> dict:
     def ratio(num, den):
         return num / den if num and den else None
 
-    wa = [r["ack"]["whatsapp"]["32"].get("throughput") for r in rounds]
-    rest = [r["ack"]["rest"]["32"].get("throughput") for r in rounds]
-    fb = [r["ack"]["facebook"]["32"].get("throughput") for r in rounds]
-    slow = [r["whatsapp_latency100"].get("throughput") for r in rounds]
-    status = [r["statuses"]["whatsapp_rps"] for r in rounds]
-    bare = [r["statuses"]["bare_rps"] for r in rounds]
+    def per_round(path: str, field: str) -> list:
+        """``field`` of ``path`` (``ack/<channel>/32`` or a round key) in every round."""
+        values = []
+        for r in rounds:
+            cell = r
+            for part in path.split("/"):
+                cell = (cell or {}).get(part)
+            values.append((cell or {}).get(field))
+        return values
+
     def ratios(numerators: list, denominators: list) -> dict:
         return summarize([ratio(a, b) for a, b in zip(numerators, denominators, strict=True)])
 
-    summary["ratios"] = {
-        "e2e_whatsapp_over_rest": ratios(wa, rest),
-        "e2e_whatsapp_over_facebook": ratios(wa, fb),
-        "latency100_over_nolatency": ratios(slow, wa),
-        "status_over_bare": ratios(status, bare),
-    }
-    summary["throughput"] = {
-        "whatsapp": summarize(wa), "rest": summarize(rest), "facebook": summarize(fb),
-        "whatsapp_latency100": summarize(slow), "status_rps": summarize(status),
-        "bare_rps": summarize(bare),
-    }
+    e2e = {c: per_round(f"ack/{c}/32", "throughput") for c in channels}
+    bare = per_round("statuses", "bare_rps")
+    summary["throughput"]["bare_rps"] = summarize(bare)
+    for channel in channels:
+        summary["throughput"][channel] = summarize(e2e[channel])
+    for variant in (v for v in WHATSAPP_VARIANTS if v in channels):
+        sfx = suffix_of(variant)
+        slow = per_round(f"{variant}_latency100", "throughput")
+        status = per_round(f"statuses{sfx}", "whatsapp_rps")
+        for other in ("rest", "facebook"):
+            if other in channels:
+                summary["ratios"][f"e2e_{variant}_over_{other}"] = ratios(e2e[variant], e2e[other])
+        summary["ratios"][f"latency100{sfx}_over_nolatency"] = ratios(slow, e2e[variant])
+        summary["ratios"][f"status{sfx}_over_bare"] = ratios(status, bare)
+        summary["throughput"][f"{variant}_latency100"] = summarize(slow)
+        summary["throughput"][f"status{sfx}_rps"] = summarize(status)
+    if "whatsapp" in channels and "whatsapp_ingress" in channels:
+        summary["ratios"]["e2e_whatsapp_ingress_over_whatsapp"] = ratios(
+            e2e["whatsapp_ingress"], e2e["whatsapp"]
+        )
     memory = results.get("memory")
     if memory and memory["steps"]:
         steps = memory["steps"]
@@ -456,6 +604,12 @@ def summarize_rounds(results: dict) -> dict:
         summary["memory"] = {
             "per_1000_mb": (steps[-1]["rss_mb_after"] - memory["rss_mb_before"]) / count * 1000
         }
+        if memory.get("ingress_rss_mb_before") is not None and steps[-1].get(
+            "ingress_rss_mb_after"
+        ) is not None:
+            summary["memory"]["ingress_per_1000_mb"] = (
+                steps[-1]["ingress_rss_mb_after"] - memory["ingress_rss_mb_before"]
+            ) / count * 1000
     return summary
 
 

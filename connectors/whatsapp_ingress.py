@@ -25,6 +25,7 @@ from connectors.webhook_routes import add_webhook_routes
 from whatsapp_core.acceptor import WebhookAcceptor, WebhookResult
 from whatsapp_core.config import ChannelConfig
 from whatsapp_core.ingress import IngressLink
+from whatsapp_core.status_spool import StatusSpool
 from whatsapp_core.store import WhatsAppStore
 
 logger = logging.getLogger("whatsapp_ingress")
@@ -34,8 +35,10 @@ async def serve(settings: dict[str, Any]) -> None:
     """Serve until SIGTERM/SIGINT or until the link to the Rasa process closes."""
     config = ChannelConfig.from_credentials(settings["credentials"])
     store = WhatsAppStore(settings["store_url"], instance_id=settings["instance_id"])
-    acceptor = WebhookAcceptor(config, store)
     link = IngressLink(settings["link"])
+    spool = StatusSpool(config.status_spool_dir) if config.status_spool_dir else None
+    acceptor = WebhookAcceptor(config, store, spool, on_failures=lambda f: link.forward([], f))
+    acceptor.start()
 
     async def receive(_request: Any, body: bytes, signature: str | None) -> WebhookResult:
         accepted = await acceptor.accept(body, signature)
@@ -68,6 +71,8 @@ async def serve(settings: dict[str, Any]) -> None:
         logger.warning("WhatsApp ingress: the Rasa process is gone; stopping")
     server.close()
     await server.wait_closed()
+    await acceptor.wait_applied()
+    await acceptor.stop()
     await loop.run_in_executor(None, store.close)
 
 

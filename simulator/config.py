@@ -21,7 +21,8 @@ class PhoneNumber:
 
 @dataclass(frozen=True)
 class SimulatorConfig:
-    """Everything the simulator needs; immutable for the life of an app.
+    """Everything the simulator needs; immutable (``POST /_sim/config`` replaces the
+    ``webhook_url`` by building a new one).
 
     ``webhook_url`` None (or empty) disables webhook delivery: statuses still progress in the
     simulator's records. Webhooks are retried ``webhook_max_attempts`` times in all, waiting

@@ -155,6 +155,18 @@ async def post_templates(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+async def post_config(request: web.Request) -> web.Response:
+    """``{"webhook_url": "http://..."}`` (``""`` or null disables delivery): where webhooks go
+    from now on. Answers ``{"webhook_url"}``."""
+    body = await _json_object(request)
+    if set(body) != {"webhook_url"}:
+        raise ControlError("give exactly 'webhook_url'")
+    url = _optional_string(body, "webhook_url")
+    if url and not url.startswith(("http://", "https://")):
+        raise ControlError("'webhook_url' must be an http(s) URL, or empty to disable")
+    return web.json_response({"webhook_url": simulator(request).set_webhook_url(url)})
+
+
 async def post_reset(request: web.Request) -> web.Response:
     await simulator(request).reset()
     return web.json_response({"reset": True})
@@ -178,6 +190,7 @@ def add_control_routes(app: web.Application) -> None:
         ("GET", "/_sim/stats", get_stats),
         ("GET", "/_sim/pending", get_pending),
         ("POST", "/_sim/templates", post_templates),
+        ("POST", "/_sim/config", post_config),
         ("POST", "/_sim/reset", post_reset),
     ]
     for method, path, handler in routes:

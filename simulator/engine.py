@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import secrets
 from collections.abc import Callable, Mapping
@@ -590,6 +591,13 @@ class CloudApiSimulator:
             attempts = await self.webhooks.deliver_acknowledged(payload, copies=1)
             result["webhook_status"] = attempts[0].status
         return result
+
+    def set_webhook_url(self, url: str | None) -> str | None:
+        """``POST /_sim/config``: deliver webhooks (and retries still pending) to ``url`` from
+        now on; None or empty disables delivery. Kept by :meth:`reset`."""
+        self.config = dataclasses.replace(self.config, webhook_url=url or None)
+        self.webhooks.reconfigure(self.config)
+        return self.config.webhook_url
 
     async def reset(self) -> None:
         """Forget everything: state, media, template changes, faults, stats, clock offset."""

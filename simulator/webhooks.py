@@ -115,6 +115,11 @@ class WebhookDispatcher:
         """Background tasks (status emissions, retries) not finished yet."""
         return sum(1 for task in self._tasks if not task.done())
 
+    def reconfigure(self, config: SimulatorConfig) -> None:
+        """Use ``config`` (a new webhook URL) for every later attempt; the session and its
+        timeouts stay as they were built at :meth:`start`."""
+        self._config = config
+
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(
             total=self._config.webhook_timeout_seconds,

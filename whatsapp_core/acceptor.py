@@ -12,8 +12,11 @@ a log line, never an exception.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from whatsapp_core.config import ChannelConfig
@@ -22,6 +25,7 @@ from whatsapp_core.errors import lookup
 from whatsapp_core.masking import mask_phone
 from whatsapp_core.normalize import UnattributableMessage, normalize
 from whatsapp_core.signature import verify_signature
+from whatsapp_core.status_spool import StatusSpool
 from whatsapp_core.store import (
     InboxItem,
     OutboxState,
@@ -38,6 +42,9 @@ from whatsapp_core.webhook import (
 )
 
 logger = logging.getLogger(__name__)
+
+SPOOL_BATCH = 500
+"""Spooled webhooks applied per transaction."""
 
 _OUTBOX_STATE = {
     DeliveryState.SENT: OutboxState.SENT,
@@ -70,12 +77,90 @@ class Accepted:
 
 
 class WebhookAcceptor:
-    """See the module docstring."""
+    """See the module docstring.
 
-    def __init__(self, config: ChannelConfig, store: WhatsAppStore) -> None:
+    With a ``spool`` (:mod:`whatsapp_core.status_spool`), a webhook that carries only
+    statuses is appended to it and answered; the statuses are applied afterwards, in
+    batches, by :meth:`start`'s task, and the delivery failures among them handed to
+    ``on_failures``. Without one, statuses are applied before the answer.
+    """
+
+    def __init__(
+        self,
+        config: ChannelConfig,
+        store: WhatsAppStore,
+        spool: StatusSpool | None = None,
+        on_failures: Callable[[list[DeliveryFailure]], None] | None = None,
+    ) -> None:
         self.config = config
         self.store = store
+        self._spool = spool
+        self._on_failures = on_failures
+        self._spooled: list[tuple[int, WebhookEnvelope]] = []
+        self._spool_wakeup = asyncio.Event()
+        self._spool_idle = asyncio.Event()
+        self._spool_idle.set()
+        self._applier: asyncio.Task | None = None
         self._unserved_logged: set[str] = set()
+
+    # ----------------------------------------------------------- status spool
+    def start(self) -> None:
+        """Open the spool (replaying what a previous process left) and start applying."""
+        if self._spool is None or self._applier is not None:
+            return
+        for offset, body in self._spool.open():
+            try:
+                self._spooled.append((offset, WebhookEnvelope.parse(body)))
+            except InvalidWebhook as error:  # verified when spooled: only a changed parser
+                logger.error("WhatsApp status spool: a spooled webhook no longer parses: %s", error)
+        if self._spooled:
+            self._spool_idle.clear()
+            self._spool_wakeup.set()
+        self._applier = asyncio.create_task(self._apply_spooled(), name="whatsapp-statuses")
+
+    async def stop(self) -> None:
+        """Stop applying; what is spooled and not applied is replayed at the next start."""
+        if self._applier is not None:
+            self._applier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._applier
+            self._applier = None
+        if self._spool is not None:
+            self._spool.close()
+
+    async def wait_applied(self) -> None:
+        """Return once every spooled status is in the database."""
+        await self._spool_idle.wait()
+
+    def _spool_statuses(self, body: bytes, envelope: WebhookEnvelope) -> None:
+        offset = self._spool.append(body)
+        self._spooled.append((offset, envelope))
+        self._spool_idle.clear()
+        self._spool_wakeup.set()
+
+    async def _apply_spooled(self) -> None:
+        while True:
+            await self._spool_wakeup.wait()
+            self._spool_wakeup.clear()
+            while self._spooled:
+                batch = self._spooled[:SPOOL_BATCH]
+                try:
+                    failures = await self._record_statuses([e for _, e in batch])
+                except Exception:  # noqa: BLE001 - kept spooled; tried again in a second
+                    logger.exception("WhatsApp statuses could not be applied; retrying")
+                    await asyncio.sleep(1.0)
+                    continue
+                del self._spooled[: len(batch)]
+                self._spool.applied(batch[-1][0])
+                if failures and self._on_failures is not None:
+                    self._on_failures(failures)
+            self._spool_idle.set()
+
+    def _only_statuses(self, envelope: WebhookEnvelope) -> bool:
+        return bool(envelope.statuses) and all(
+            change.route is WebhookField.MESSAGES and not change.messages
+            for change in envelope.changes
+        )
 
     async def accept(self, body: bytes, signature: str | None) -> Accepted:
         """Verify, parse and durably record one webhook POST body (never raises for
@@ -93,11 +178,15 @@ class WebhookAcceptor:
             logger.warning("WhatsApp webhook refused: %s", error.reason)
             return Accepted(WebhookResult(error.http_status, error.reason))
 
-        items = self._inbox_items(envelope)
-        new = await self.store.accept(items) if items else []
-        failures = await self._record_statuses(envelope)
         for change in envelope.changes:
             self._route_other(change)
+        if self._applier is not None and self._only_statuses(envelope):
+            self._spool_statuses(body, envelope)
+            return Accepted(WebhookResult(200, "ok", statuses=len(envelope.statuses)))
+        items = self._inbox_items(envelope)
+        new = await self.store.accept(items) if items else []
+        failures = await self._record_statuses([envelope])
+        for change in envelope.changes:
             if change.route is WebhookField.TEMPLATE_STATUS:
                 await self._record_template_statuses(change)
         result = WebhookResult(
@@ -150,10 +239,13 @@ class WebhookAcceptor:
         items.sort(key=lambda item: item.wa_timestamp)
         return items
 
-    async def _record_statuses(self, envelope: WebhookEnvelope) -> list[DeliveryFailure]:
-        """Record every status; return the failures seen for the first time."""
+    async def _record_statuses(
+        self, envelopes: list[WebhookEnvelope]
+    ) -> list[DeliveryFailure]:
+        """Record every status (one transaction); return the failures seen for the first time."""
         changes = []
-        for _change, status in envelope.statuses:
+        statuses = [status for envelope in envelopes for _change, status in envelope.statuses]
+        for status in statuses:
             if status.id is None or status.state not in _OUTBOX_STATE:
                 logger.info("WhatsApp status without id or with state %s ignored", status.state)
                 continue

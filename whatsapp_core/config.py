@@ -67,6 +67,8 @@ class ChannelConfig:
     ``media_dir``: where inbound files are kept (unless ``media_store`` names another
     store class, ``package.module:ClassName``); ``media_max_bytes``: the largest inbound
     file kept; ``media_upload_dir``: the only directory replies send local files from.
+    ``status_spool_dir``: where status webhooks are spooled before their answer (see
+    :mod:`whatsapp_core.status_spool`); empty applies them before answering instead.
     ``ingress_port``: when set, a separate ingress process serves the webhook on
     ``ingress_host:ingress_port`` (see :mod:`whatsapp_core.ingress`); Rasa's port keeps
     serving it too.
@@ -98,6 +100,7 @@ class ChannelConfig:
     media_max_bytes: int = DEFAULT_MEDIA_MAX_BYTES
     media_upload_dir: str = "var/outbox-media"
     media_store: str | None = None
+    status_spool_dir: str | None = "var/spool"
     ingress_port: int | None = None
     ingress_host: str = "0.0.0.0"
 
@@ -153,6 +156,11 @@ class ChannelConfig:
             ),
             media_upload_dir=_text(credentials.get("media_upload_dir")) or "var/outbox-media",
             media_store=_text(credentials.get("media_store")),
+            status_spool_dir=(
+                _text(credentials.get("status_spool_dir"))
+                if "status_spool_dir" in credentials
+                else "var/spool"
+            ),
             ingress_port=_port(credentials.get("ingress_port")),
             ingress_host=_text(credentials.get("ingress_host")) or "0.0.0.0",
         )

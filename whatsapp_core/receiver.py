@@ -34,6 +34,7 @@ from whatsapp_core.media_fetch import MediaFetcher
 from whatsapp_core.ordered import OrderedWorkers
 from whatsapp_core.outbound import MenuOption, NumberedMenu
 from whatsapp_core.sender import OutboundSender, ReadReceipt
+from whatsapp_core.status_spool import StatusSpool
 from whatsapp_core.store import InboxItem, TurnDecision, WhatsAppStore
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,12 @@ class WebhookReceiver:
         self._turn = turn
         self._already_handled = already_handled
         self._trigger = trigger
-        self.acceptor = WebhookAcceptor(config, store)
+        self.acceptor = WebhookAcceptor(
+            config,
+            store,
+            StatusSpool(config.status_spool_dir) if config.status_spool_dir else None,
+            on_failures=lambda failures: self.dispatch([], failures),
+        )
         self._turns: OrderedWorkers[InboxItem | ExternalIntent] = OrderedWorkers(
             "whatsapp-turns", self._run_job, key=lambda job: job.conversation_id
         )
@@ -236,7 +242,9 @@ class WebhookReceiver:
         return len(pending) + len(replies)
 
     def start(self) -> None:
-        """Start the periodic sweep: recovery every half lease, pruning every hour."""
+        """Start the periodic sweep (recovery every half lease, pruning every hour) and the
+        application of spooled statuses."""
+        self.acceptor.start()
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep(), name="whatsapp-sweeper")
 
@@ -267,7 +275,9 @@ class WebhookReceiver:
             await asyncio.sleep(max(self.config.recovery_lease_seconds / 2, 0.5))
 
     async def wait_idle(self) -> None:
-        """Return once every accepted message has had its turn and replies are sent."""
+        """Return once spooled statuses are applied, every accepted message has had its
+        turn and replies are sent."""
+        await self.acceptor.wait_applied()
         await self._turns.wait_idle()
         await self.sender.wait_idle()
 
@@ -277,6 +287,7 @@ class WebhookReceiver:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await self.acceptor.stop()
         await self._turns.stop()
         await self.sender.stop()
 

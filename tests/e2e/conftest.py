@@ -91,6 +91,7 @@ def start_rasa(tmp: Path, sim: SimulatorProcess, rasa_port: int, actions_port: i
         f"  api_base_url: {sim.base_url}\n"
         "  api_version: v21.0\n"
         "  recovery_lease_seconds: 2\n"
+        f"  status_spool_dir: {tmp / 'spool'}\n"
         f"  follow_up_after_seconds: {FOLLOW_UP_AFTER}\n" + extra_credentials
     )
     (tmp / "endpoints.yml").write_text(

@@ -67,6 +67,7 @@ def credentials(tmp_path, **overrides) -> dict:
         "store_url": f"sqlite:///{tmp_path / 'channel.db'}",
         "mark_as_read": False,
         "album_window_seconds": 0,
+        "status_spool_dir": str(tmp_path / "spool"),
     }
     values.update(overrides)
     return values

@@ -36,6 +36,7 @@ def credentials(tmp_path, **overrides) -> dict:
         "api_base_url": "http://127.0.0.1:9",  # nothing listens: replies are not the point here
         "store_url": f"sqlite:///{tmp_path / 'channel.db'}",
         "mark_as_read": False,
+        "status_spool_dir": str(tmp_path / "spool"),
     }
     values.update(overrides)
     return values

@@ -1,0 +1,74 @@
+"""Status webhooks are spooled, answered, then applied; a spool left by a crash is replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from tests.http.conftest import PHONE_NUMBER_ID, credentials, start_server, stop_server
+from whatsapp_core.status_spool import StatusSpool
+from whatsapp_core.store import OutboxState, WhatsAppStore
+
+CONTACT = "16505551234"
+
+
+def status_webhook(wamid: str, state: str) -> bytes:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+        "statuses": [
+            {"id": wamid, "status": state, "timestamp": "1749416400", "recipient_id": CONTACT}
+        ],
+    }
+    change = {"field": "messages", "value": value}
+    return json.dumps(
+        {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [change]}]}
+    ).encode()
+
+
+async def sent_message(store_url: str, wamid: str) -> None:
+    store = WhatsAppStore(store_url, instance_id="setup")
+    [queued] = await store.enqueue_outbound(CONTACT, None, CONTACT, [("text", {"text": {}})])
+    await store.finish_outbound(queued.id, state=OutboxState.SENT, wamid=wamid, attempts=1)
+    store.close()
+
+
+async def state_of(channel) -> str:
+    [record] = await channel.channel._runtime.store.outbound_for(CONTACT)
+    return record.state
+
+
+async def test_a_status_webhook_is_answered_and_then_applied(tmp_path):
+    creds = credentials(tmp_path)
+    await sent_message(creds["store_url"], "wamid.s1")
+    channel, server = await start_server(creds)
+    try:
+        await channel.post(b"{}", signature=None)  # starts the channel
+        assert (await channel.post(status_webhook("wamid.s1", "delivered")))[0] == 200
+        await channel.settle()
+        assert await state_of(channel) == "delivered"
+        assert (await channel.post(status_webhook("wamid.s1", "read")))[0] == 200
+        await channel.settle()
+        assert await state_of(channel) == "read"
+    finally:
+        await stop_server(channel, server)
+
+
+async def test_statuses_spooled_before_a_crash_are_applied_at_the_next_start(tmp_path):
+    creds = credentials(tmp_path)
+    await sent_message(creds["store_url"], "wamid.s2")
+    crashed = StatusSpool(creds["status_spool_dir"])  # what a crashed process left behind
+    crashed.open()
+    crashed.append(status_webhook("wamid.s2", "delivered"))
+    crashed.close()
+    channel, server = await start_server(creds)
+    try:
+        await channel.post(b"{}", signature=None)
+        deadline = time.monotonic() + 10
+        while await state_of(channel) != "delivered":
+            assert time.monotonic() < deadline, "spooled status never applied"
+            await asyncio.sleep(0.05)
+    finally:
+        await stop_server(channel, server)
+    assert StatusSpool(creds["status_spool_dir"]).open() == []  # applied: nothing to replay

@@ -27,7 +27,6 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
@@ -44,13 +43,10 @@ from whatsapp_core.graph_client import GraphClient
 from whatsapp_core.ingress import IngressProcess, python_module_command
 from whatsapp_core.media_fetch import MediaFetcher
 from whatsapp_core.media_store import load_media_store
-from whatsapp_core.media_upload import LocalMediaUploader
 from whatsapp_core.numbers import BusinessNumbers
 from whatsapp_core.outbound import InvalidOutboundMessage, build_messages
 from whatsapp_core.receiver import TEMPLATE_FAILED_INTENT, ExternalIntent, WebhookReceiver
-from whatsapp_core.reopening import TemplateResources
-from whatsapp_core.send_rules import SendRules
-from whatsapp_core.sender import OutboundSender
+from whatsapp_core.sender import OutboundSender, channel_sender
 from whatsapp_core.store import InboxItem, WhatsAppStore
 
 logger = logging.getLogger(__name__)
@@ -145,23 +141,13 @@ class _Runtime:
         self.graph = GraphClient(
             config.api_base_url, config.api_version, timeout=config.send_timeout_seconds
         )
-        resources = TemplateResources(
-            store_url=store_url,
-            catalogue_path=Path(config.template_catalogue),
-            rate_card_path=Path(config.rate_card),
-        )
-        self.rules = SendRules(
-            self.store, resources, closed_window_template=config.closed_window_template
-        )
-        self.sender = OutboundSender(
+        self.sender = channel_sender(
+            config,
             self.store,
             self.graph,
-            access_token_for=config.numbers.access_token,
-            default_phone_number_id=config.phone_number_id,
-            rules=self.rules,
+            store_url,
             on_template_failure=self._template_failed,
-            follow_up_after_seconds=config.follow_up_after_seconds,
-            media=LocalMediaUploader(self.store, self.graph, config.media_upload_dir),
+            schedules_follow_ups=True,
         )
         self.media = MediaFetcher(  # media (issue #10): inbound files, see docs/media.md
             self.store,
@@ -201,11 +187,14 @@ class _Runtime:
                 "log_level": logging.getLevelName(logger.getEffectiveLevel()),
             },
             self.receiver.dispatch,
+            self._template_failed,
         )
         await self.ingress.start()
+        self.sender.hand_off_to(self.ingress.deliver)
 
     async def close(self) -> None:
         if self.ingress is not None:
+            self.sender.hand_off_to(None)
             await self.ingress.stop()
         await self.receiver.stop()
         await self.media.stop()

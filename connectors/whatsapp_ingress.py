@@ -6,8 +6,9 @@ one JSON object on standard input (``credentials``: the channel's credentials.ym
 after ``${VAR}`` substitution; ``store_url``; ``instance_id``: the Rasa process's, so the
 messages accepted here are held by it; ``link``: the Unix socket to the Rasa process;
 ``log_level``). Serves the same routes as Rasa's port (:mod:`connectors.webhook_routes`)
-with the same acceptor, forwards what it accepted, and exits on SIGTERM or when the Rasa
-process is gone. Imports Sanic and the core only, not Rasa: it starts in about a second.
+with the same acceptor, forwards what it accepted, delivers the replies the Rasa process
+hands it (Graph API sends, read receipts, media uploads), and exits on SIGTERM or when
+the Rasa process is gone. Imports Sanic and the core only, not Rasa: it starts in about a second.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from sanic import Blueprint, Sanic
 from connectors.webhook_routes import add_webhook_routes
 from whatsapp_core.acceptor import WebhookAcceptor, WebhookResult
 from whatsapp_core.config import ChannelConfig
+from whatsapp_core.graph_client import GraphClient
 from whatsapp_core.ingress import IngressLink
+from whatsapp_core.sender import channel_sender
 from whatsapp_core.status_spool import StatusSpool
 from whatsapp_core.store import WhatsAppStore
 
@@ -35,7 +38,18 @@ async def serve(settings: dict[str, Any]) -> None:
     """Serve until SIGTERM/SIGINT or until the link to the Rasa process closes."""
     config = ChannelConfig.from_credentials(settings["credentials"])
     store = WhatsAppStore(settings["store_url"], instance_id=settings["instance_id"])
-    link = IngressLink(settings["link"])
+    graph = GraphClient(
+        config.api_base_url, config.api_version, timeout=config.send_timeout_seconds
+    )
+    link = IngressLink(settings["link"], lambda jobs: sender.resume(jobs))
+    sender = channel_sender(
+        config,
+        store,
+        graph,
+        settings["store_url"],
+        on_template_failure=link.template_failure,
+        schedules_follow_ups=False,
+    )
     spool = StatusSpool(config.status_spool_dir) if config.status_spool_dir else None
     acceptor = WebhookAcceptor(config, store, spool, on_failures=lambda f: link.forward([], f))
     acceptor.start()
@@ -73,6 +87,8 @@ async def serve(settings: dict[str, Any]) -> None:
     await server.wait_closed()
     await acceptor.wait_applied()
     await acceptor.stop()
+    await sender.stop()  # what is not sent stays queued in the outbox, for recovery
+    await graph.close()
     await loop.run_in_executor(None, store.close)
 
 

@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 SPOOL_BATCH = 500
 """Spooled webhooks applied per transaction."""
+SPOOL_ATTEMPTS = 5
+"""Rounds a webhook that cannot be recorded holds up the spool before it is dropped."""
 
 _OUTBOX_STATE = {
     DeliveryState.SENT: OutboxState.SENT,
@@ -101,6 +103,7 @@ class WebhookAcceptor:
         self._spool_idle = asyncio.Event()
         self._spool_idle.set()
         self._applier: asyncio.Task | None = None
+        self._spool_attempts = 0
         self._unserved_logged: set[str] = set()
 
     # ----------------------------------------------------------- status spool
@@ -146,15 +149,47 @@ class WebhookAcceptor:
                 batch = self._spooled[:SPOOL_BATCH]
                 try:
                     failures = await self._record_statuses([e for _, e in batch])
-                except Exception:  # noqa: BLE001 - kept spooled; tried again in a second
-                    logger.exception("WhatsApp statuses could not be applied; retrying")
-                    await asyncio.sleep(1.0)
-                    continue
+                except Exception:  # noqa: BLE001 - one bad webhook, or the database
+                    failures = await self._record_one_by_one(batch)
+                    if failures is None:
+                        continue
                 del self._spooled[: len(batch)]
                 self._spool.applied(batch[-1][0])
                 if failures and self._on_failures is not None:
                     self._on_failures(failures)
             self._spool_idle.set()
+
+    async def _record_one_by_one(
+        self, batch: list[tuple[int, WebhookEnvelope]]
+    ) -> list[DeliveryFailure] | None:
+        """After a batch failed: each webhook alone; one that fails while others succeed
+        is logged and dropped (it would block the spool for ever). When all fail, the
+        database is the likely problem: None (the caller tries again), after a second;
+        after ``SPOOL_ATTEMPTS`` such rounds in a row the first webhook is dropped, so a
+        single unrecordable webhook cannot block the spool either."""
+        failures: list[DeliveryFailure] = []
+        failed: list[WebhookEnvelope] = []
+        for _offset, envelope in batch:
+            try:
+                failures += await self._record_statuses([envelope])
+            except Exception:  # noqa: BLE001 - logged below
+                logger.debug("WhatsApp status webhook not recorded", exc_info=True)
+                failed.append(envelope)
+        if len(failed) == len(batch):
+            self._spool_attempts += 1
+            if self._spool_attempts < SPOOL_ATTEMPTS:
+                logger.error("WhatsApp statuses could not be applied; retrying in a second")
+                await asyncio.sleep(1.0)
+                return None
+            del batch[1:]  # the caller then removes only the first webhook
+            failed = failed[:1]
+        self._spool_attempts = 0
+        for envelope in failed:
+            logger.error(
+                "WhatsApp statuses dropped, they cannot be recorded: %s",
+                [(status.id, status.state) for _change, status in envelope.statuses],
+            )
+        return failures
 
     def _only_statuses(self, envelope: WebhookEnvelope) -> bool:
         return bool(envelope.statuses) and all(

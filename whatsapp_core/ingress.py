@@ -1,4 +1,5 @@
-"""The webhook served by a separate ingress process, and its link to the Rasa process.
+"""The webhook (and the Graph API calls) served by a separate ingress process, and its
+link to the Rasa process.
 
 Why: the Rasa process runs NLU, policies and Rasa's synchronous tracker store on one
 event loop; a webhook answer served there waits for whatever turn step is running
@@ -7,7 +8,10 @@ event loop; a webhook answer served there waits for whatever turn step is runnin
 its own port and core: it verifies, parses and durably records each POST
 (:class:`~whatsapp_core.acceptor.WebhookAcceptor`, the same code Rasa's port runs), then
 answers. It hands the Rasa process what it accepted over a private Unix socket;
-the Rasa process runs the turns.
+the Rasa process runs the turns. The replies go the other way: the Rasa process writes
+them to the outbox (durable, with WhatsApp's window rules applied) and hands them to the
+ingress process, which makes the Graph API calls (sends, read receipts, media uploads)
+and records their outcome, so the Rasa process's event loop does bot turns only.
 
 Durability does not depend on the link: accepted rows are recorded as held by the Rasa
 process's instance id, so if a hand-over is lost (the Rasa process restarts, the link
@@ -15,9 +19,11 @@ breaks) the rows' claim lapses and the recovery sweep runs them, in order.
 
 Wire format on the link: one JSON object per line. The ingress process first sends
 ``{"ready": {"host": h, "port": p}}`` once it listens, then ``{"new": [...],
-"failures": [...]}`` per webhook that brought something to run. The ingress process
-exits when the link closes (the Rasa process is gone); the Rasa process restarts an
-ingress process that exits while the channel runs.
+"failures": [...]}`` per webhook that brought something to run, and
+``{"template_failure": {...}}`` when a template could not be sent. The Rasa process
+sends ``{"deliver": [{"outbox": {...}} | {"read": {...}}]}``; while the link is down it
+delivers itself. The ingress process exits when the link closes (the Rasa process is
+gone); the Rasa process restarts an ingress process that exits while the channel runs.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from whatsapp_core.delivery import DeliveryFailure
-from whatsapp_core.store import InboxItem
+from whatsapp_core.sender import ReadReceipt
+from whatsapp_core.store import InboxItem, OutboxItem
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,8 @@ RESTART_DELAY_SECONDS = 1.0
 STOP_TIMEOUT_SECONDS = 5.0
 
 Dispatch = Callable[[list[InboxItem], list[DeliveryFailure]], None]
+TemplateFailure = Callable[[str, "str | None", str], None]
+Deliver = Callable[[list["OutboxItem | ReadReceipt"]], None]
 
 
 def encode_accepted(new: Sequence[InboxItem], failures: Sequence[DeliveryFailure]) -> bytes:
@@ -77,19 +86,48 @@ def decode_accepted(line: bytes) -> tuple[list[InboxItem], list[DeliveryFailure]
     return new, failures
 
 
+def encode_deliveries(jobs: Sequence[OutboxItem | ReadReceipt]) -> bytes:
+    """One link line handing replies and read receipts to the ingress process."""
+    encoded = [
+        {"read": asdict(job)} if isinstance(job, ReadReceipt) else {"outbox": asdict(job)}
+        for job in jobs
+    ]
+    return json.dumps({"deliver": encoded}, default=str).encode() + b"\n"
+
+
+def decode_deliveries(line: bytes) -> list[OutboxItem | ReadReceipt]:
+    """The inverse of :func:`encode_deliveries`; raises ``ValueError`` on a malformed line."""
+    try:
+        return [
+            ReadReceipt(**job["read"]) if "read" in job else OutboxItem(**job["outbox"])
+            for job in json.loads(line)["deliver"]
+        ]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"malformed delivery line: {error}") from None
+
+
 class IngressProcess:
     """Starts and supervises the ingress process from the Rasa process; see module doc.
 
     ``command`` starts the process (e.g. ``[sys.executable, "-m", "connectors.whatsapp_ingress"]``);
     ``settings`` (JSON-serializable, may hold secrets) reach it on its standard input, never
     on its command line or environment, and gain ``link``: the Unix socket path.
-    ``dispatch`` receives what the ingress process accepted, on this event loop.
+    ``dispatch`` receives what the ingress process accepted, on this event loop, and
+    ``template_failure`` the templates it could not send; :meth:`deliver` hands it replies.
     """
 
-    def __init__(self, command: Sequence[str], settings: dict[str, Any], dispatch: Dispatch):
+    def __init__(
+        self,
+        command: Sequence[str],
+        settings: dict[str, Any],
+        dispatch: Dispatch,
+        template_failure: TemplateFailure,
+    ):
         self._command = list(command)
         self._settings = settings
         self._dispatch = dispatch
+        self._template_failure = template_failure
+        self._writer: asyncio.StreamWriter | None = None
         self._dir: tempfile.TemporaryDirectory | None = None
         self._server: asyncio.AbstractServer | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -138,19 +176,37 @@ class IngressProcess:
         self._readers.add(task)
         try:
             while line := await reader.readline():
-                self._handle_line(line)
+                self._handle_line(line, writer)
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as error:
             logger.error("WhatsApp ingress link broken: %s", error)
         finally:
             self._readers.discard(task)
+            if self._writer is writer:
+                self._writer = None
             writer.close()
 
-    def _handle_line(self, line: bytes) -> None:
+    def deliver(self, jobs: list[OutboxItem | ReadReceipt]) -> bool:
+        """Hand replies and read receipts to the ingress process; False when the link is
+        down (the caller delivers them itself)."""
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return False
+        writer.write(encode_deliveries(jobs))
+        return True
+
+    def _handle_line(self, line: bytes, writer: asyncio.StreamWriter) -> None:
         if line.startswith(b'{"ready"'):
             ready = json.loads(line)["ready"]
             self.address = (ready["host"], int(ready["port"]))
+            self._writer = writer
             self.ready.set()
             logger.info("WhatsApp ingress process listening on %s:%s", *self.address)
+            return
+        if line.startswith(b'{"template_failure"'):
+            failure = json.loads(line)["template_failure"]
+            self._template_failure(
+                failure["conversation_id"], failure["phone_number_id"], failure["reason"]
+            )
             return
         try:
             new, failures = decode_accepted(line)
@@ -185,23 +241,41 @@ class IngressProcess:
 
 class IngressLink:
     """The ingress process's end of the link: announce readiness, forward what was accepted,
-    and tell when the Rasa process is gone (``closed`` is set)."""
+    hand the replies it receives to ``deliver``, and tell when the Rasa process is gone
+    (``closed`` is set)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, deliver: Deliver) -> None:
         self._path = path
+        self._deliver = deliver
         self._writer: asyncio.StreamWriter | None = None
         self.closed = asyncio.Event()
 
     async def connect(self, host: str, port: int) -> None:
-        reader, self._writer = await asyncio.open_unix_connection(self._path)
+        reader, self._writer = await asyncio.open_unix_connection(self._path, limit=LINE_LIMIT)
         self._writer.write(json.dumps({"ready": {"host": host, "port": port}}).encode() + b"\n")
         await self._writer.drain()
         asyncio.create_task(self._watch(reader), name="whatsapp-ingress-link")
 
     async def _watch(self, reader: asyncio.StreamReader) -> None:
-        with contextlib.suppress(ConnectionError):
-            await reader.read()  # the Rasa process never writes: EOF means it is gone
-        self.closed.set()
+        try:
+            while line := await reader.readline():
+                try:
+                    self._deliver(decode_deliveries(line))
+                except ValueError as error:  # durable rows: recovered after their lease
+                    logger.error("WhatsApp ingress: delivery line dropped (%s)", error)
+        except (ConnectionError, asyncio.LimitOverrunError) as error:
+            logger.error("WhatsApp ingress: link to the Rasa process broken: %s", error)
+        self.closed.set()  # EOF: the Rasa process is gone
+
+    def template_failure(self, conversation_id: str, phone_number_id: str | None, reason: str):
+        """Tell the Rasa process a template could not be sent (it triggers the intent)."""
+        if self._writer is not None and not self._writer.is_closing():
+            failure = {
+                "conversation_id": conversation_id,
+                "phone_number_id": phone_number_id,
+                "reason": reason,
+            }
+            self._writer.write(json.dumps({"template_failure": failure}).encode() + b"\n")
 
     def forward(self, new: Sequence[InboxItem], failures: Sequence[DeliveryFailure]) -> None:
         """Hand what a webhook brought to the Rasa process (never raises: the rows are

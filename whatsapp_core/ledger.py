@@ -478,18 +478,23 @@ def settle(
 
 def settle_from_pricing(connection: Connection, wamid: str, pricing: Mapping[str, Any]) -> bool:
     """:func:`settle` with the terms of a status webhook's ``pricing`` object (``billable``
-    defaults to ``type == "regular"`` when Meta leaves it out)."""
+    defaults to ``type == "regular"`` when Meta leaves it out; values of the wrong JSON
+    type count as absent)."""
     billable = pricing.get("billable")
-    pricing_type = pricing.get("type")
-    if billable is None:
+    pricing_type = _text_or_none(pricing.get("type"))
+    if not isinstance(billable, bool):
         billable = pricing_type == "regular"
     return settle(
         connection,
         wamid,
-        billable=bool(billable),
+        billable=billable,
         pricing_type=pricing_type,
-        category=pricing.get("category"),
+        category=_text_or_none(pricing.get("category")),
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value[:64] if isinstance(value, str) else None
 
 
 def release(connection: Connection, key: str, reason: str) -> bool:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from whatsapp_core import followups
+from whatsapp_core.config import ChannelConfig
 from whatsapp_core.graph_client import GraphClient
 from whatsapp_core.masking import mask_phone
 from whatsapp_core.media_upload import LocalMediaUploader
 from whatsapp_core.ordered import OrderedWorkers
 from whatsapp_core.outbound import OutboundKind, OutboundMessage
+from whatsapp_core.reopening import TemplateResources
 from whatsapp_core.send_rules import SendRules
 from whatsapp_core.store import OutboxItem, OutboxState, WhatsAppStore
 
@@ -72,6 +75,17 @@ class OutboundSender:
         self._workers: OrderedWorkers[OutboxItem | ReadReceipt] = OrderedWorkers(
             "whatsapp-outbound", self._deliver, key=lambda job: job.recipient
         )
+        self._hand_off: Callable[[list[OutboxItem | ReadReceipt]], bool] | None = None
+
+    def hand_off_to(self, hand_off: Callable[[list[OutboxItem | ReadReceipt]], bool] | None):
+        """Let ``hand_off`` deliver queued rows and read receipts (another process does the
+        Graph calls: the ingress process). It returns False when it cannot take them (the
+        link is down); they are then delivered here. None: deliver here."""
+        self._hand_off = hand_off
+
+    def _submit(self, jobs: list[OutboxItem | ReadReceipt]) -> None:
+        if self._hand_off is None or not self._hand_off(jobs):
+            self._workers.submit(jobs)
 
     async def send(
         self,
@@ -130,7 +144,7 @@ class OutboundSender:
                         for o in message.menu.options
                     ],
                 )
-        self._workers.submit(queued)
+        self._submit(queued)
         if self._follow_up_after > 0 and asks_something(messages[-1]):
             await self._store.run(
                 lambda c: followups.schedule(
@@ -161,13 +175,14 @@ class OutboundSender:
             [("invalid", {"response": response}, OutboxState.FAILED, "invalid response", reason)],
         )
 
-    def resume(self, items: Sequence[OutboxItem]) -> None:
-        """Send outbox rows recovered after a crash (already durable)."""
-        self._workers.submit(items)
+    def resume(self, jobs: Sequence[OutboxItem | ReadReceipt]) -> None:
+        """Send outbox rows already durable (recovered after a crash, or handed over by
+        another process) and read receipts."""
+        self._submit(list(jobs))
 
     def mark_read(self, receipt: ReadReceipt) -> None:
         """Queue a read receipt ahead of the replies the coming turn will produce."""
-        self._workers.submit([receipt])
+        self._submit([receipt])
 
     async def wait_idle(self) -> None:
         """Return once everything queued so far has been sent or recorded as failed."""
@@ -263,3 +278,32 @@ class OutboundSender:
             ),
             error_details=error.details if error else None,
         )
+
+
+def channel_sender(
+    config: ChannelConfig,
+    store: WhatsAppStore,
+    graph: GraphClient,
+    store_url: str,
+    *,
+    on_template_failure: Callable[[str, str | None, str], None],
+    schedules_follow_ups: bool,
+) -> OutboundSender:
+    """The sender of a channel configured by ``config``: WhatsApp's sending rules with the
+    template catalogue and rate card, per-number tokens, local media uploads. The Rasa
+    process schedules follow-ups; the ingress process (which only delivers) does not."""
+    resources = TemplateResources(
+        store_url=store_url,
+        catalogue_path=Path(config.template_catalogue),
+        rate_card_path=Path(config.rate_card),
+    )
+    return OutboundSender(
+        store,
+        graph,
+        access_token_for=config.numbers.access_token,
+        default_phone_number_id=config.phone_number_id,
+        rules=SendRules(store, resources, closed_window_template=config.closed_window_template),
+        on_template_failure=on_template_failure,
+        follow_up_after_seconds=config.follow_up_after_seconds if schedules_follow_ups else 0,
+        media=LocalMediaUploader(store, graph, config.media_upload_dir),
+    )

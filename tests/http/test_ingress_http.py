@@ -144,3 +144,64 @@ async def test_the_link_is_private_and_the_process_stops_with_the_channel(tmp_pa
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not link_dir.exists()
+
+
+async def test_replies_are_sent_by_the_ingress_process_and_recorded(tmp_path):
+    from aiohttp import web
+
+    received: list[dict] = []
+
+    async def messages(request: web.Request) -> web.Response:
+        payload = await request.json()
+        received.append(payload)
+        if payload.get("status") == "read":
+            return web.json_response({"success": True})
+        return web.json_response({"messages": [{"id": f"wamid.reply{len(received)}"}]})
+
+    graph = web.Application()
+    graph.router.add_post("/v21.0/{pnid}/messages", messages)
+    runner = web.AppRunner(graph)
+    await runner.setup()
+    graph_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", graph_port).start()
+
+    async def reply(message) -> None:
+        await message.output_channel.send_text_message(message.sender_id, f"you said {message.text}")
+
+    port = free_port()
+    creds = credentials(
+        tmp_path,
+        ingress_port=port,
+        ingress_host="127.0.0.1",
+        api_base_url=f"http://127.0.0.1:{graph_port}",
+        mark_as_read=True,
+    )
+    channel, server = await start_server(creds, reply)
+    try:
+        await channel.post(b"{}", signature=None)
+        runtime = channel.channel._runtime
+        await asyncio.wait_for(runtime.ingress.ready.wait(), 30)
+        sent_here = []
+        original = runtime.graph.send_message
+
+        async def counting(*args, **kwargs):
+            sent_here.append(args)
+            return await original(*args, **kwargs)
+
+        runtime.graph.send_message = counting
+        now = int(time.time())
+        assert (await post(port, webhook(text_message("wamid.in1", "hi", ts=now))))[0] == 200
+        await wait_for(lambda: any(p.get("type") == "text" for p in received))
+        texts = [p["text"]["body"] for p in received if p.get("type") == "text"]
+        assert texts == ["you said hi"]
+        assert any(p.get("status") == "read" for p in received)  # the read receipt too
+        assert sent_here == []  # the Rasa process made no Graph call
+        deadline = time.monotonic() + 10
+        while (await runtime.store.outbound_for("16505551234"))[0].wamid is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        [record] = await runtime.store.outbound_for("16505551234")
+        assert (record.state, record.wamid) == ("sent", "wamid.reply2")
+    finally:
+        await stop_server(channel, server)
+        await runner.cleanup()

@@ -72,3 +72,30 @@ async def test_statuses_spooled_before_a_crash_are_applied_at_the_next_start(tmp
     finally:
         await stop_server(channel, server)
     assert StatusSpool(creds["status_spool_dir"]).open() == []  # applied: nothing to replay
+
+
+async def test_a_status_webhook_that_cannot_be_recorded_does_not_block_the_spool(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr("whatsapp_core.acceptor.SPOOL_ATTEMPTS", 2)
+    creds = credentials(tmp_path)
+    await sent_message(creds["store_url"], "wamid.good")
+    channel, server = await start_server(creds)
+    try:
+        await channel.post(b"{}", signature=None)
+        store = channel.channel._runtime.store
+        apply = store.apply_statuses
+
+        async def poisoned(changes):
+            if any(change.wamid == "wamid.poison" for change in changes):
+                raise ValueError("cannot be recorded")
+            return await apply(changes)
+
+        monkeypatch.setattr(store, "apply_statuses", poisoned)
+        assert (await channel.post(status_webhook("wamid.poison", "delivered")))[0] == 200
+        assert (await channel.post(status_webhook("wamid.good", "delivered")))[0] == 200
+        await asyncio.wait_for(channel.settle(), 15)
+        assert await state_of(channel) == "delivered"
+        assert "dropped, they cannot be recorded: [('wamid.poison', " in caplog.text
+    finally:
+        await stop_server(channel, server)

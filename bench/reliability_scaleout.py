@@ -10,7 +10,10 @@ Scenario "failover" (``--failover``): the same load, and instance 1 is killed wi
 one second in; the proxy answers 502 for it (the loader re-posts, as Meta would), instance 2's
 sweep takes over what instance 1 had accepted.
 
-    .venv/bin/python -m bench.reliability_scaleout [--failover]
+``--ingress``: each instance runs its ingress process (``ingress_port``) and the proxy sends
+the webhooks there (with ``--failover`` the killed instance's ingress process exits with it).
+
+    .venv/bin/python -m bench.reliability_scaleout [--failover] [--ingress]
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import sqlalchemy as sa
 
 from bench import payloads
 from bench.loadgen import Connection
-from bench.procs import APP_SECRET, free_port, start_actions, start_simulator
+from bench.procs import APP_SECRET, free_port, start_actions, start_simulator, wait_ingress
 from bench.reliability_common import save
 from bench.scaleout import Postgres, Redis, rasa_configs, start_proxy, start_rasa
 
@@ -90,7 +93,7 @@ def check(engine: sa.engine.Engine, prefix: str, expected: dict[str, list[str]])
 
 
 def scenario(name: str, failover: bool, lease: float, contacts: int = 30,
-             per_contact: int = 10) -> dict:
+             per_contact: int = 10, ingress: bool = False) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="wa-scale-"))
     pg = Postgres()
     redis_ = Redis()
@@ -103,11 +106,18 @@ def scenario(name: str, failover: bool, lease: float, contacts: int = 30,
         sim = start_simulator(None)  # replies only; statuses are not the point here
         configs = rasa_configs(tmp, 2, sim.base_url, actions_port, pg, redis_,
                                {"recovery_lease_seconds": lease})
+        if ingress:
+            for config in configs:
+                config.ingress_port = free_port()
         started = time.monotonic()
         rasas = [start_rasa(config) for config in configs]
         procs += rasas
+        pairs = zip(configs, rasas, strict=True)
+        if ingress and not all(wait_ingress(c.ingress_port, rasa) for c, rasa in pairs):
+            raise RuntimeError("an ingress process never answered")
         startup = time.monotonic() - started
-        proxy, proxy_port = start_proxy(tmp, [f"http://127.0.0.1:{c.port}" for c in configs])
+        ports = [c.ingress_port if ingress else c.port for c in configs]
+        proxy, proxy_port = start_proxy(tmp, [f"http://127.0.0.1:{port}" for port in ports])
         procs.append(proxy)
         prefix = f"wamid.{name}_"
         base = int(time.time()) - 60
@@ -122,7 +132,7 @@ def scenario(name: str, failover: bool, lease: float, contacts: int = 30,
             [(m["id"], payloads.whatsapp_request(payloads.whatsapp_envelope([m]), APP_SECRET))
              for m in ms] for ms in messages
         ]
-        report: dict = {"scenario": name, "lease_s": lease, "http": {},
+        report: dict = {"scenario": name, "lease_s": lease, "ingress": ingress, "http": {},
                         "rasa_startup_s": round(startup, 1)}
         loader = threading.Thread(target=load, args=(proxy_port, per_contact_requests, report))
         t0 = time.monotonic()
@@ -167,10 +177,14 @@ def main() -> int:
     parser.add_argument("--lease", type=float, default=60.0,
                         help="recovery_lease_seconds of the steady scenario")
     parser.add_argument("--failover-lease", type=float, default=10.0)
+    parser.add_argument("--ingress", action="store_true",
+                        help="webhooks through each instance's ingress process")
     args = parser.parse_args()
-    reports = [scenario(f"steady{args.lease:g}", False, args.lease)]
+    tag = "i" if args.ingress else ""
+    reports = [scenario(f"steady{tag}{args.lease:g}", False, args.lease, ingress=args.ingress)]
     if args.failover:
-        reports.append(scenario(f"failover{args.failover_lease:g}", True, args.failover_lease))
+        reports.append(scenario(f"failover{tag}{args.failover_lease:g}", True,
+                                args.failover_lease, ingress=args.ingress))
     for report in reports:
         print(json.dumps({k: v for k, v in report.items() if k != "out_of_order_examples"}),
               flush=True)

@@ -14,7 +14,8 @@ CONCURRENCY = ("1", "8", "32")
 CHANNELS = (("whatsapp_ingress", "WhatsApp channel, ingress process"),
             ("whatsapp", "WhatsApp channel"), ("rest", "Rasa REST"),
             ("facebook", "Rasa Facebook"))
-IN_PROCESS_LABEL = "WhatsApp channel, in-process"  # "whatsapp" when the ingress variant ran
+# "whatsapp" when the ingress variant ran: served by a second rasa run without ingress_port
+IN_PROCESS_LABEL = "WhatsApp channel, in-process (no ingress process)"
 VARIANTS = ("whatsapp_ingress", "whatsapp")
 _WORDS = {1: "one", 2: "two", 3: "three"}
 
@@ -106,14 +107,35 @@ def render(results: dict, existing: str | None = None) -> str:
         "both cores. Ratios are taken within a round (back to back, channel order rotated), "
         "which cancels most of that; absolute figures move with it.")
     served = len(channels) - ingress
-    add(f"- One `rasa run` serves the {_WORDS.get(served, served)} channel{'s' * (served > 1)} "
-        "(same model, same SQLite tracker store, same action server)"
-        + ("; the WhatsApp channel is measured twice: through its ingress process (`ingress_port` "
-           "in credentials.yml, a child process of `rasa run` that verifies, parses and stores "
-           "webhooks and answers; the turns still run in `rasa run`) and on the `rasa run` port "
-           "(in-process); the simulator's status webhooks go to the port being measured"
-           if ingress else "")
-        + "; the local Cloud API simulator stands in for the Graph API and "
+    second = results.get("in_process_rasa")
+    if second and ingress:
+        rasa_channels = " and ".join(
+            name for key, name in (("rest", "REST"), ("facebook", "Facebook")) if key in labels
+        )
+        add("- Two `rasa run` processes (same model, same action server, same simulator and "
+            "channel credentials, each with its own SQLite tracker store). The first serves "
+            + (f"Rasa's {rasa_channels} channel{'s' * (' and ' in rasa_channels)} and "
+               if rasa_channels else "")
+            + "the WhatsApp channel with its ingress process (`ingress_port` in credentials.yml: a "
+            "child process of `rasa run` that verifies, parses and stores webhooks and answers, "
+            "and makes the Graph API calls of the replies and read receipts; the turns still run "
+            "in `rasa run`); the WhatsApp figures labelled *ingress process* post to its ingress "
+            "port. The second serves only the WhatsApp channel, without `ingress_port` (the "
+            "README default), for the figures labelled *in-process*: with an ingress process the "
+            "channel hands its replies to it even for webhooks posted to the `rasa run` port, so "
+            "only a `rasa run` without one measures the channel entirely in `rasa run`. Both "
+            "stay up for the whole run (the one not measured is idle); the simulator's status "
+            "webhooks go to the port being measured")
+    else:
+        add(f"- One `rasa run` serves the {_WORDS.get(served, served)} "
+            f"channel{'s' * (served > 1)} (same model, same SQLite tracker store, same action "
+            "server)"
+            + ("; the WhatsApp channel is measured twice: through its ingress process "
+               "(`ingress_port` in credentials.yml, a child process of `rasa run` that "
+               "verifies, parses and stores webhooks and answers; the turns still run in "
+               "`rasa run`) and on the `rasa run` port; the simulator's status webhooks go "
+               "to the port being measured" if ingress else ""))
+    lines[-1] += ("; the local Cloud API simulator stands in for the Graph API and "
         "sends `sent`/`delivered`/`read` statuses back for every reply, as Meta does; a "
         "loopback stub (`bench/graph_stub.py`) stands in for the Messenger Send API "
         "(`bench/rasa_launcher.py` points Rasa's `fbmessenger` client at it; its sends stay "
@@ -127,8 +149,10 @@ def render(results: dict, existing: str | None = None) -> str:
     add("")
     if ingress:
         add("Targets 1-4: the WhatsApp channel **through its ingress process** (what the README "
-            "recommends for production); the in-process figures (webhooks to the `rasa run` "
-            "port) are in the sections below, labelled *in-process*.")
+            "recommends for production); the in-process figures "
+            + ("(a second `rasa run` without `ingress_port`, the README default) "
+               if second else "(webhooks to the `rasa run` port) ")
+            + "are in the sections below, labelled *in-process*.")
         add("")
     throughput = summary["throughput"]
 
@@ -191,13 +215,17 @@ def render(results: dict, existing: str | None = None) -> str:
     add("WhatsApp: first POST → the last reply accepted by the simulator (all inbox rows `done`, "
         "no reply `queued`). REST: request → response carrying the replies. Facebook: request → "
         "response (sent after the turn and its Send API calls). CPU: seconds of CPU of the "
-        "`rasa run` process per message during the run (`/proc/<pid>/stat`), the figure that "
-        "other load on the machine disturbs least.")
+        "`rasa run` process serving the channel"
+        + (" (for the in-process variant the second `rasa run`, the one without an ingress "
+           "process)" if second and ingress else "")
+        + " per message during the run, from `/proc/<pid>/stat`; the figure that other load "
+        "on the machine disturbs least.")
     add("")
     if ingress:
-        add("Ingress: CPU of the ingress process (a child of `rasa run`) in the same interval; "
-            "it runs for every channel, idle for the others. For the ingress variant the cost "
-            "per message is `rasa run` + ingress.")
+        add("Ingress: CPU of the ingress process (a child of the first `rasa run`) in the same "
+            "interval; it runs for every channel, idle for the others (including the "
+            "in-process variant). For the ingress variant the cost per message is `rasa run` "
+            "+ ingress.")
         add("")
     if ingress:
         add("| channel | msg/s | `rasa run` CPU ms/msg | ingress CPU ms/msg | `rasa run` + ingress "
@@ -303,7 +331,9 @@ def render(results: dict, existing: str | None = None) -> str:
     add("## 6. Memory")
     add("")
     memory = results.get("memory") or {}
-    add(f"RSS of `rasa run`: {_f(results.get('rss_mb_started'), 0)} MB after start, "
+    two = bool(second and ingress)
+    add(f"RSS of `rasa run`{' (the first one, with the ingress process)' * two}: "
+        f"{_f(results.get('rss_mb_started'), 0)} MB after start, "
         f"{_f(results.get('rss_mb_warm'), 0)} MB after warm-up, "
         f"{_f(memory.get('rss_mb_before'), 0)} MB after the rounds.")
     if results.get("ingress_rss_mb_started") is not None:
@@ -311,6 +341,12 @@ def render(results: dict, existing: str | None = None) -> str:
         add(f"RSS of the ingress process: {_f(results.get('ingress_rss_mb_started'), 0)} MB "
             f"after start, {_f(results.get('ingress_rss_mb_warm'), 0)} MB after warm-up, "
             f"{_f(memory.get('ingress_rss_mb_before'), 0)} MB after the rounds.")
+    if two:
+        add("")
+        add(f"RSS of the second `rasa run` (in-process variant, no ingress process): "
+            f"{_f(second.get('rss_mb_started'), 0)} MB after start, "
+            f"{_f(second.get('rss_mb_warm'), 0)} MB after warm-up, "
+            f"{_f(second.get('rss_mb_end'), 0)} MB at the end.")
     route = ("the WhatsApp channel's ingress process"
              if memory.get("variant") == "whatsapp_ingress" else "the WhatsApp channel")
     for step in memory.get("steps", []):

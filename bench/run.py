@@ -1,9 +1,9 @@
 """``make bench``: the WhatsApp channel against Rasa's REST and Facebook channels, one run.
 
-One ``rasa run`` (same trained model, SQLite tracker store) serves the WhatsApp channel,
-Rasa's ``rest`` channel and Rasa's ``facebook`` channel; the simulator stands in for the
-Cloud API (and sends sent/delivered/read statuses back, as Meta does); a stub stands in
-for the Messenger Send API. Each round measures, channel order rotated:
+One ``rasa run`` (trained model, SQLite tracker store) serves the WhatsApp channel, Rasa's
+``rest`` channel and Rasa's ``facebook`` channel; the simulator stands in for the Cloud API
+(and sends sent/delivered/read statuses back, as Meta does); a stub stands in for the
+Messenger Send API. Each round measures, channel order rotated:
 
 1. ack latency (closed-loop clients, distinct contacts, 1 / 8 / 32 at once);
 2. end-to-end throughput at 32 clients (WhatsApp: first POST -> last reply accepted by
@@ -13,12 +13,21 @@ for the Messenger Send API. Each round measures, channel order rotated:
 4. status-webhook throughput vs a bare Sanic HMAC endpoint.
 
 The WhatsApp channel is measured twice when its ingress process is on (``whatsapp_ingress``,
-the default unless ``--channels`` leaves it out): webhooks posted to the ingress port (the
-channel's ``ingress_port``, a child process of ``rasa run``) and to the ``rasa run`` port
-(``whatsapp``); the simulator's status webhooks go to the port of the variant being measured.
-If the ingress process never answers its health URL (30 s), that variant is skipped.
+the default unless ``--channels`` leaves it out): ``whatsapp_ingress`` posts webhooks to the
+ingress port of that ``rasa run`` (the channel's ``ingress_port``, a child process of
+``rasa run``); ``whatsapp`` (in-process, no ingress process) posts them to a second
+``rasa run`` started without ``ingress_port`` (the README default; WhatsApp channel only,
+same model, action server, simulator and credentials, its own SQLite tracker store and
+status spool). A second process is needed because with an ingress process the channel also
+hands its replies (Graph API sends, read receipts) to it: webhooks on the first
+``rasa run``'s port would not measure the channel running entirely in ``rasa run``. Both
+``rasa run`` processes stay up for the whole run (the one not measured is idle); the
+simulator's webhooks (statuses) go to the port of the variant being measured, and CPU
+"rasa" is the ``rasa run`` serving it. If the ingress process never answers its health
+URL (30 s), that variant is skipped (``whatsapp`` still runs on the second ``rasa run``).
 
-Then core costs per corpus payload (in-process) and RSS per 1,000 conversations. Results:
+Then core costs per corpus payload (in this process) and RSS per 1,000 conversations (of
+the first ``rasa run``, through its ingress process). Results:
 ``docs/benchmarks.md`` (rendered) and ``bench/results/bench-<time>.json``.
 """
 
@@ -29,6 +38,7 @@ import json
 import platform
 import statistics
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -40,7 +50,7 @@ from bench.cpu import CpuMeter
 from bench.loadgen import percentile, run_closed_loop
 from bench.procs import APP_SECRET, FB_SECRET, REPO_ROOT, start_bare_sanic
 from bench.render import render_file
-from bench.stack import Stack, text_messages, whatsapp_requests
+from bench.stack import RasaNode, Stack, text_messages, whatsapp_requests
 from whatsapp_core.schema import outbox
 
 CONCURRENCY = (1, 8, 32)
@@ -68,12 +78,19 @@ class Bench:
         self.rest_metadata = False  # REST messages carry WhatsApp-sized metadata (what-if)
         self._webhooks_port = self.port  # where the simulator's webhooks go now
 
+    def node_for(self, variant: str) -> RasaNode:
+        """The ``rasa run`` serving ``variant``: the second one (no ingress process) for the
+        in-process ``whatsapp`` variant when the stack has one, else the first one."""
+        if variant == "whatsapp" and self.stack.in_process is not None:
+            return self.stack.in_process
+        return self.stack.node
+
     def whatsapp_port(self, variant: str) -> int:
         if variant == "whatsapp_ingress":
             if self.stack.ingress_port is None:
                 raise RuntimeError("the ingress process is not running")
             return self.stack.ingress_port
-        return self.port
+        return self.node_for(variant).port
 
     def point_webhooks(self, port: int) -> None:
         """The simulator's webhooks (statuses) go to ``port`` from now on."""
@@ -82,11 +99,18 @@ class Bench:
             self.stack.point_webhooks(port)
             self._webhooks_port = port
 
-    def meter(self, *, bare: bool = False) -> CpuMeter:
-        pids = {"rasa": self.stack.rasa.pid, "simulator": self.stack.sim._process.pid}
+    def meter(self, node: RasaNode | None = None, *, bare: bool = False) -> CpuMeter:
+        """CPU of ``node`` (default: the first ``rasa run``) as "rasa", the first one's
+        ingress process as "ingress" (idle unless its variant is measured), the other
+        ``rasa run`` (idle) as "other_rasa", and the helpers."""
+        node = node or self.stack.node
+        pids = {"rasa": node.pid, "simulator": self.stack.sim._process.pid}
         ingress_pid = self.stack.ingress_pid()
         if ingress_pid is not None:
             pids["ingress"] = ingress_pid
+        for other in self.stack.nodes():
+            if other is not node:
+                pids["other_rasa"] = other.pid
         if self.stack.actions is not None:
             pids["actions"] = self.stack.actions.pid
         if self.stack.fb_stub is not None:
@@ -103,8 +127,10 @@ class Bench:
     def whatsapp(
         self, clients: int, per_client: int, label: str, *, variant: str = "whatsapp"
     ) -> dict:
-        """Webhooks to the ``rasa run`` port (``variant="whatsapp_ingress"``: the ingress
-        port); the simulator's status webhooks go to the same port."""
+        """Webhooks to the port of ``variant``: the second ``rasa run`` (no ingress process)
+        for ``"whatsapp"`` (the first one if the stack has no second), the first one's
+        ingress port for ``"whatsapp_ingress"``; the simulator's status webhooks go there."""
+        node = self.node_for(variant)
         port = self.whatsapp_port(variant)
         self.point_webhooks(port)
         prefix = self._prefix(label)
@@ -113,10 +139,10 @@ class Bench:
         self.stack.register_with_simulator([m for c in messages for m in c])
         reqs = whatsapp_requests(messages)
         total = clients * per_client
-        with self.meter() as meter:
+        with self.meter(node) as meter:
             result = run_closed_loop(port, reqs, time_limit=120)
-            done_at = self.stack.wait_done(prefix, total, timeout=180)
-        states = self.stack.inbox_states(prefix)
+            done_at = node.wait_done(prefix, total, timeout=180)
+        states = node.inbox_states(prefix)
         out = _latency_summary(result)
         out["cpu"] = _cpu(meter, total)
         out["messages"] = total
@@ -180,11 +206,14 @@ class Bench:
         return out
 
     # ------------------------------------------------------------ statuses
-    def prepare_status_rows(self, label: str, count: int) -> list[tuple[str, str]]:
-        """``count`` outbox rows in state ``sent`` (as if replies had just gone out)."""
+    def prepare_status_rows(
+        self, label: str, count: int, node: RasaNode | None = None
+    ) -> list[tuple[str, str]]:
+        """``count`` outbox rows in state ``sent`` (as if replies had just gone out), in the
+        database of ``node`` (default: the first ``rasa run``)."""
         now = time.time()
         rows = [(f"wamid.st{label}_{i:05d}", f"1666{i % 1000:07d}") for i in range(count)]
-        with self.stack.engine().begin() as connection:
+        with (node or self.stack.node).engine().begin() as connection:
             connection.execute(
                 sa.insert(outbox),
                 [
@@ -199,8 +228,10 @@ class Bench:
             )
         return rows
 
-    def status_requests(self, label: str, clients: int) -> tuple[list[list[bytes]], list[str]]:
-        rows = self.prepare_status_rows(label, clients * STATUS_WAMIDS_PER_CLIENT)
+    def status_requests(
+        self, label: str, clients: int, node: RasaNode | None = None
+    ) -> tuple[list[list[bytes]], list[str]]:
+        rows = self.prepare_status_rows(label, clients * STATUS_WAMIDS_PER_CLIENT, node)
         per_client: list[list[bytes]] = [[] for _ in range(clients)]
         for index, (wamid, recipient) in enumerate(rows):
             for state in ("delivered", "read"):
@@ -215,18 +246,21 @@ class Bench:
     def statuses(
         self, label: str, bare_port: int | None, clients: int = 32, *, variant: str = "whatsapp"
     ) -> dict:
-        """Status webhooks to the channel (``variant``'s port), then, unless ``bare_port`` is
-        None, the same bodies three times over to the bare endpoint."""
-        reqs, wamids = self.status_requests(label, clients)
+        """Status webhooks to the channel (``variant``'s port, rows in the database of the
+        ``rasa run`` serving it), then, unless ``bare_port`` is None, the same bodies three
+        times over to the bare endpoint."""
+        node = self.node_for(variant)
+        reqs, wamids = self.status_requests(label, clients, node)
         port = self.whatsapp_port(variant)
+
         def moved_to_read() -> int:
-            return self.stack.scalar(  # "_" escaped: label r1 must not count r1i's rows
+            return node.scalar(  # "_" escaped: label r1 must not count r1i's rows
                 "SELECT count(*) FROM whatsapp_outbox WHERE wamid LIKE :p ESCAPE '\\' "
                 "AND state = 'read'",
                 p=f"wamid.st{label}\\_%",
             )
 
-        with self.meter() as meter:
+        with self.meter(node) as meter:
             started = time.perf_counter()
             result = run_closed_loop(port, reqs, time_limit=120)
             # Answered is not applied (statuses are spooled, then written in batches): the
@@ -264,6 +298,7 @@ class Bench:
 
     # ------------------------------------------------------------ memory
     def conversations(self, count: int, clients: int = 32, *, variant: str = "whatsapp") -> dict:
+        node = self.node_for(variant)
         port = self.whatsapp_port(variant)
         self.point_webhooks(port)
         prefix = self._prefix("mem")
@@ -279,7 +314,7 @@ class Bench:
         reqs = whatsapp_requests(per_client)
         started = time.perf_counter()
         run_closed_loop(port, reqs, time_limit=120)
-        done = self.stack.wait_done(prefix, count, timeout=240)
+        done = node.wait_done(prefix, count, timeout=240)
         return {"count": count, "seconds": (done or time.perf_counter()) - started,
                 "finished": done is not None, "variant": variant}
 
@@ -423,12 +458,17 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": [],
     }
     want_ingress = "whatsapp_ingress" in channels
+    # with an ingress process the channel hands it its replies too: the in-process variant
+    # gets its own rasa run without ingress_port
+    second_rasa = want_ingress and "whatsapp" in channels
     log("starting simulator, Messenger stub, action server, rasa run"
-        + (" (with its ingress process)" if want_ingress else "") + ", bare Sanic endpoint")
+        + (" (with its ingress process)" if want_ingress else "")
+        + (", a second rasa run (WhatsApp only, no ingress process)" if second_rasa else "")
+        + ", bare Sanic endpoint")
     env = {"BENCH_EXPERIMENTS": args.experiments} if args.experiments else {}
     stack = Stack.start(
         facebook="facebook" in channels, rest="rest" in channels, rasa_env=env,
-        whatsapp_extra=options, ingress=want_ingress, log=log,
+        whatsapp_extra=options, ingress=want_ingress, in_process=second_rasa, log=log,
     )
     try:
         if want_ingress and stack.ingress_port is None:
@@ -441,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
         results["channels"] = list(channels)
         results["ingress"] = {"requested": want_ingress, "port": stack.ingress_port,
                               "pid": stack.ingress_pid()}
+        second = stack.in_process
+        results["in_process_rasa"] = (
+            {"port": second.port, "pid": second.pid, "rss_mb_started": second.rss_mb()}
+            if second is not None else None
+        )
         bare_proc, bare_port = start_bare_sanic(stack.tmp)
         stack.extra.append(bare_proc)
         results["rss_mb_started"] = stack.rss_mb()
@@ -453,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.settle()
         results["rss_mb_warm"] = stack.rss_mb()
         results["ingress_rss_mb_warm"] = stack.ingress_rss_mb()
+        if second is not None:
+            results["in_process_rasa"]["rss_mb_warm"] = second.rss_mb()
         for round_no in range(1, args.rounds + 1):
             if time.monotonic() - began > TIME_BUDGET_S:
                 log("time budget reached: skipping the remaining rounds")
@@ -508,15 +555,17 @@ def main(argv: list[str] | None = None) -> int:
             results["rounds"].append(round_result)
 
         if variants:
-            variant = variants[0]
-            log(f"memory: RSS per 1,000 conversations (through {variant})")
+            variant = variants[0]  # the ingress variant (first rasa run) when it runs
+            node = bench.node_for(variant)
+            log(f"memory: RSS per 1,000 conversations (through {variant}, rasa run pid "
+                f"{node.pid})")
             bench.settle()
-            memory = {"rss_mb_before": stack.rss_mb(), "variant": variant,
+            memory = {"rss_mb_before": node.rss_mb(), "variant": variant,
                       "ingress_rss_mb_before": stack.ingress_rss_mb(), "steps": []}
             for _ in range(args.memory_steps):
                 step = bench.conversations(args.memory_conversations, variant=variant)
                 bench.settle()
-                step["rss_mb_after"] = stack.rss_mb()
+                step["rss_mb_after"] = node.rss_mb()
                 step["ingress_rss_mb_after"] = stack.ingress_rss_mb()
                 memory["steps"].append(step)
                 log(f"memory: +{step['count']} conversations in {step['seconds']:.1f} s, "
@@ -524,7 +573,11 @@ def main(argv: list[str] | None = None) -> int:
                     + (f", ingress {step['ingress_rss_mb_after']:.0f} MB"
                        if step["ingress_rss_mb_after"] is not None else ""))
             results["memory"] = memory
-        results["inbox_totals"] = dict(stack.inbox_states("wamid.b"))
+        if second is not None:
+            results["in_process_rasa"]["rss_mb_end"] = second.rss_mb()
+        results["inbox_totals"] = dict(sum(
+            (node.inbox_states("wamid.b") for node in stack.nodes()), Counter()
+        ))
     finally:
         stack.stop()
 

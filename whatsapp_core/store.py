@@ -49,6 +49,8 @@ from whatsapp_core.timeline import TimelineEntry, load_timeline
 
 T = TypeVar("T")
 
+LOCK_POLL_SECONDS = 0.0005
+
 # Statements of the status path, built once (values bound at execution).
 _OUTBOX_BY_WAMID = sa.select(outbox.c.id, outbox.c.state, outbox.c.conversation_id).where(
     outbox.c.wamid == sa.bindparam("wamid")
@@ -179,15 +181,18 @@ class OutboxRecord:
     updated_at: float
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    return apply
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, *, busy_timeout_ms: int = 10_000) -> Engine:
     """An engine for ``url``; SQLite gets WAL, ``synchronous=NORMAL`` and a busy timeout.
 
     SQLite connections are pooled: SQLAlchemy 1.4 would open and close one per
@@ -203,9 +208,13 @@ def create_engine(url: str) -> Engine:
             max_overflow=4,
             connect_args={"check_same_thread": False},
         )
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         return engine
     return sa.create_engine(url, future=True, pool_pre_ping=True)
+
+
+def _sqlite_locked(error: BaseException) -> bool:
+    return isinstance(error, sa.exc.OperationalError) and "database is locked" in str(error)
 
 
 class WhatsAppStore:
@@ -220,6 +229,13 @@ class WhatsAppStore:
         self.url = url
         self.instance_id = instance_id
         self._engine = create_engine(url)
+        # The ingress thread (what webhook answers wait for) does not use SQLite's busy
+        # handler, which sleeps 1, 2, 5, 10, 15, 20, 25... ms while another process (Rasa's
+        # tracker store) holds the write lock: it polls every 0.5 ms instead.
+        self._sqlite = self._engine.dialect.name == "sqlite"
+        self._ingress_engine = (
+            create_engine(url, busy_timeout_ms=0) if self._sqlite else self._engine
+        )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatsapp-store")
         self._ingress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatsapp-ingress")
         self._pending: list[tuple[Callable[[Connection], Any], asyncio.Future, Any]] = []
@@ -240,6 +256,7 @@ class WhatsAppStore:
         """Stop the store's threads and close its connections."""
         self._ingress.shutdown(wait=True)
         self._executor.shutdown(wait=True)
+        self._ingress_engine.dispose()
         self._engine.dispose()
 
     async def run_batched(self, fn: Callable[[Connection], T]) -> T:
@@ -271,8 +288,9 @@ class WhatsAppStore:
                     self._flush_scheduled = False
                     return
             try:
-                with self._engine.begin() as connection:
-                    results = [fn(connection) for fn, _, _ in batch]
+                results = self._ingress_transaction(
+                    lambda c, jobs=batch: [fn(c) for fn, _, _ in jobs]
+                )
             except Exception:  # noqa: BLE001 - retried one by one below
                 self._flush_one_by_one(batch)
                 continue
@@ -282,12 +300,24 @@ class WhatsAppStore:
     def _flush_one_by_one(self, batch: list) -> None:
         for fn, future, loop in batch:
             try:
-                with self._engine.begin() as connection:
-                    result = fn(connection)
+                result = self._ingress_transaction(fn)
             except Exception as error:  # noqa: BLE001 - handed to the waiting request
                 loop.call_soon_threadsafe(_set_exception, future, error)
             else:
                 loop.call_soon_threadsafe(_set_result, future, result)
+
+    def _ingress_transaction(self, fn: Callable[[Connection], T]) -> T:
+        """``fn`` in one transaction of the ingress thread; on SQLite, retried every
+        ``LOCK_POLL_SECONDS`` while another writer holds the lock (up to 10 s)."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                with self._ingress_engine.begin() as connection:
+                    return fn(connection)
+            except sa.exc.OperationalError as error:
+                if not (self._sqlite and _sqlite_locked(error)) or time.monotonic() > deadline:
+                    raise
+            time.sleep(LOCK_POLL_SECONDS)
 
     def _insert_new(self, connection: Connection, items: Sequence[InboxItem]) -> list[InboxItem]:
         now = time.time()

@@ -1,4 +1,5 @@
 import asyncio
+import sqlite3
 import time
 
 import pytest
@@ -142,3 +143,17 @@ async def test_accept_of_a_burst_is_fast_group_commit(store):
     start = time.perf_counter()
     await asyncio.gather(*(store.accept([item(f"burst{n}")]) for n in range(200)))
     assert time.perf_counter() - start < 5
+
+
+async def test_accept_waits_for_another_processs_write_lock(tmp_path):
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    store = WhatsAppStore(url, instance_id="a")
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process (Rasa's tracker store) is writing
+    released = asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+    try:
+        assert await store.accept([item("wamid.locked")]) == [item("wamid.locked")]
+    finally:
+        released.cancel()
+        other.close()
+        store.close()

@@ -7,20 +7,26 @@ from 30 contacts at a steady rate; ``rasa run`` is killed with SIGKILL a few sec
 Requests that got no 200 are "not acked" and are re-posted after the restart, as Meta would
 re-deliver them; 50 acked ones are re-posted too (Meta's duplicates).
 
+``--ingress``: webhooks go to the channel's ingress process (its child, which exits with
+it); ``--kill ingress`` kills only the ingress process instead (the channel restarts it).
+
     .venv/bin/python -m bench.reliability_crash [--kill-after 4 --rate 40 --messages 300]
+    .venv/bin/python -m bench.reliability_crash --ingress [--kill rasa|ingress]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections import Counter
 
 from bench import payloads
 from bench.loadgen import Connection, run_closed_loop
-from bench.procs import APP_SECRET
+from bench.procs import APP_SECRET, wait_ingress
 from bench.reliability_common import save, turn_report
 from bench.stack import Stack
 
@@ -66,7 +72,12 @@ def main() -> int:
     parser.add_argument("--lease", type=float, default=2.0,
                         help="recovery_lease_seconds (2: shorter than the backlog after the "
                         "restart; 20: longer)")
+    parser.add_argument("--ingress", action="store_true",
+                        help="webhooks through the channel's ingress process")
+    parser.add_argument("--kill", choices=("rasa", "ingress"), default="rasa")
     args = parser.parse_args()
+    if args.kill == "ingress":
+        args.ingress = True
     prefix = "wamid.crash_"
     per_contact = args.messages // args.contacts
     base = int(time.time()) - 60
@@ -81,19 +92,27 @@ def main() -> int:
         for m in items
     ]
     report: dict = {"messages": len(items), "rate_per_s": args.rate,
-                    "kill_after_s": args.kill_after, "lease_s": args.lease}
+                    "kill_after_s": args.kill_after, "lease_s": args.lease,
+                    "ingress": args.ingress, "killed": args.kill}
     options = {"recovery_lease_seconds": args.lease}
-    with Stack.start(whatsapp_extra=options, rest=False) as stack:
+    with Stack.start(whatsapp_extra=options, rest=False, ingress=args.ingress) as stack:
+        if args.ingress and stack.ingress_port is None:
+            raise RuntimeError("the ingress process never answered")
+        port = stack.ingress_port if args.ingress else stack.rasa_port
+        stack.point_webhooks(port)
         stack.register_with_simulator(items)
         acked: dict[str, bool] = {}
         loader = threading.Thread(
-            target=paced_load, args=(stack.rasa_port, bodies, args.rate, acked), daemon=True
+            target=paced_load, args=(port, bodies, args.rate, acked), daemon=True
         )
         started = time.monotonic()
         loader.start()
         time.sleep(args.kill_after)
         before_kill = stack.inbox_states(prefix)
-        stack.rasa.kill9()
+        if args.kill == "ingress":
+            os.kill(stack.ingress_pid(), signal.SIGKILL)
+        else:
+            stack.rasa.kill9()
         killed_at = time.monotonic() - started
         loader.join(timeout=120)
         report["killed_at_s"] = round(killed_at, 2)
@@ -103,11 +122,15 @@ def main() -> int:
         report["inbox_after_kill"] = dict(stack.inbox_states(prefix))
         report["turns_before_restart"] = sum(stack.user_turns(prefix).values())
         restart = time.monotonic()
-        stack.restart_rasa()
+        if args.kill == "ingress":  # the channel restarts it by itself
+            if not wait_ingress(port, stack.rasa, timeout=30):
+                raise RuntimeError("the ingress process was not restarted")
+        else:
+            stack.restart_rasa()
         report["restart_s"] = round(time.monotonic() - restart, 1)
         redeliver = [raw for wamid, raw in bodies if not acked.get(wamid)]
         redeliver += [raw for wamid, raw in bodies if acked.get(wamid)][:50]
-        result = run_closed_loop(stack.rasa_port, [redeliver[i::8] for i in range(8)],
+        result = run_closed_loop(port, [redeliver[i::8] for i in range(8)],
                                  time_limit=120)
         report["redelivered"] = {"posts": len(redeliver), "http": result.statuses()}
         done = stack.wait_done(prefix, len(items), timeout=180)
@@ -151,7 +174,8 @@ def main() -> int:
         f"{report['received_by_contacts']}; inbox {report['inbox']}",
         flush=True,
     )
-    print("saved", save(f"reliability-crash-lease{args.lease:g}", report))
+    tag = f"-ingress-kill-{args.kill}" if args.ingress else ""
+    print("saved", save(f"reliability-crash-lease{args.lease:g}{tag}", report))
     return 0
 
 

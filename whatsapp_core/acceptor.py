@@ -148,7 +148,7 @@ class WebhookAcceptor:
             while self._spooled:
                 batch = self._spooled[:SPOOL_BATCH]
                 try:
-                    failures = await self._record_statuses([e for _, e in batch])
+                    failures = await self._record_statuses([e for _, e in batch], spooled=True)
                 except Exception:  # noqa: BLE001 - one bad webhook, or the database
                     failures = await self._record_one_by_one(batch)
                     if failures is None:
@@ -171,7 +171,7 @@ class WebhookAcceptor:
         failed: list[WebhookEnvelope] = []
         for _offset, envelope in batch:
             try:
-                failures += await self._record_statuses([envelope])
+                failures += await self._record_statuses([envelope], spooled=True)
             except Exception:  # noqa: BLE001 - logged below
                 logger.debug("WhatsApp status webhook not recorded", exc_info=True)
                 failed.append(envelope)
@@ -275,7 +275,7 @@ class WebhookAcceptor:
         return items
 
     async def _record_statuses(
-        self, envelopes: list[WebhookEnvelope]
+        self, envelopes: list[WebhookEnvelope], *, spooled: bool = False
     ) -> list[DeliveryFailure]:
         """Record every status (one transaction); return the failures seen for the first time."""
         changes = []
@@ -300,7 +300,7 @@ class WebhookAcceptor:
         if not changes:
             return []
         failures = []
-        for applied in await self.store.apply_statuses(changes):
+        for applied in await self.store.apply_statuses(changes, awaited_by_answer=not spooled):
             change = applied.change
             if change.state is not OutboxState.FAILED:
                 continue

@@ -557,7 +557,9 @@ class WhatsAppStore:
 
         return await self.run(claim)
 
-    async def apply_statuses(self, updates: Sequence[StatusChange]) -> list[AppliedStatus]:
+    async def apply_statuses(
+        self, updates: Sequence[StatusChange], *, awaited_by_answer: bool = True
+    ) -> list[AppliedStatus]:
         """Record Meta's status updates; return the ones seen for the first time.
 
         Each (wamid, state) is recorded once: a re-delivered status is ignored. The
@@ -566,7 +568,9 @@ class WhatsAppStore:
         is final). Statuses for messages this deployment did not send are recorded
         for the contact's timeline too. A template's ledger reservation is settled from
         the status's ``pricing``, or released when it failed. All updates are written in
-        one transaction (grouped with other webhooks' on the ingress thread).
+        one transaction: grouped with other webhooks' on the ingress thread when a webhook
+        answer waits for it (``awaited_by_answer``), else on the store's other thread, so
+        that spooled statuses never delay the answer to a contact's message.
         """
 
         def update(connection: Connection) -> list[AppliedStatus]:
@@ -613,7 +617,7 @@ class WhatsAppStore:
                 )
             return applied
 
-        return await self.run_batched(update)
+        return await (self.run_batched if awaited_by_answer else self.run)(update)
 
     async def status_events_for(self, conversation_id: str) -> list[dict[str, Any]]:
         """Every recorded status event of a conversation, in arrival order."""

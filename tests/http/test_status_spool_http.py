@@ -86,10 +86,10 @@ async def test_a_status_webhook_that_cannot_be_recorded_does_not_block_the_spool
         store = channel.channel._runtime.store
         apply = store.apply_statuses
 
-        async def poisoned(changes):
+        async def poisoned(changes, **options):
             if any(change.wamid == "wamid.poison" for change in changes):
                 raise ValueError("cannot be recorded")
-            return await apply(changes)
+            return await apply(changes, **options)
 
         monkeypatch.setattr(store, "apply_statuses", poisoned)
         assert (await channel.post(status_webhook("wamid.poison", "delivered")))[0] == 200

@@ -294,6 +294,7 @@ class WhatsAppInput(InputChannel):
         await runtime.receiver.recover()
         await runtime.media.recover()
         runtime.receiver.start()
+        runtime.sender.start(renew_every_seconds=self.config.recovery_lease_seconds / 2)
         if self.config.ingress_port:
             await runtime.start_ingress(self._credentials, store_url)
         return runtime

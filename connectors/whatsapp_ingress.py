@@ -50,6 +50,7 @@ async def serve(settings: dict[str, Any]) -> None:
         on_template_failure=link.template_failure,
         schedules_follow_ups=False,
     )
+    sender.start(renew_every_seconds=config.recovery_lease_seconds / 2)
     spool = StatusSpool(config.status_spool_dir) if config.status_spool_dir else None
     acceptor = WebhookAcceptor(config, store, spool, on_failures=lambda f: link.forward([], f))
     acceptor.start()

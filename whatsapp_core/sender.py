@@ -9,6 +9,8 @@ send is logged with the catalogue's meaning and never raised into Rasa.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -76,6 +78,8 @@ class OutboundSender:
             "whatsapp-outbound", self._deliver, key=lambda job: job.recipient
         )
         self._hand_off: Callable[[list[OutboxItem | ReadReceipt]], bool] | None = None
+        self._held: set[int] = set()
+        self._renewer: asyncio.Task | None = None
 
     def hand_off_to(self, hand_off: Callable[[list[OutboxItem | ReadReceipt]], bool] | None):
         """Let ``hand_off`` deliver queued rows and read receipts (another process does the
@@ -84,8 +88,27 @@ class OutboundSender:
         self._hand_off = hand_off
 
     def _submit(self, jobs: list[OutboxItem | ReadReceipt]) -> None:
-        if self._hand_off is None or not self._hand_off(jobs):
-            self._workers.submit(jobs)
+        if self._hand_off is not None and self._hand_off(jobs):
+            return
+        self._held.update(job.id for job in jobs if isinstance(job, OutboxItem))
+        self._workers.submit(jobs)
+
+    def start(self, renew_every_seconds: float) -> None:
+        """Renew the claim on the outbox rows this process holds queued, every
+        ``renew_every_seconds`` (half the recovery lease): however long a contact's queue
+        (throttling, retries), the recovery sweep never hands them out a second time."""
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(
+                self._renew(renew_every_seconds), name="whatsapp-outbox-claims"
+            )
+
+    async def _renew(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._store.renew_outbound(list(self._held))
+            except Exception:  # noqa: BLE001 - tried again at the next round
+                logger.exception("WhatsApp: could not renew the claim on queued replies")
 
     async def send(
         self,
@@ -190,9 +213,21 @@ class OutboundSender:
 
     async def stop(self) -> None:
         """Stop sending; queued rows stay in the outbox for recovery."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
         await self._workers.stop()
 
     async def _deliver(self, job: OutboxItem | ReadReceipt) -> None:
+        try:
+            await self._deliver_now(job)
+        finally:
+            if isinstance(job, OutboxItem):
+                self._held.discard(job.id)
+
+    async def _deliver_now(self, job: OutboxItem | ReadReceipt) -> None:
         if isinstance(job, ReadReceipt):
             result = await self._graph.mark_read(
                 job.phone_number_id,

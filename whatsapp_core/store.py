@@ -522,6 +522,23 @@ class WhatsAppStore:
             )
         )
 
+    async def renew_outbound(self, outbox_ids: Sequence[int]) -> None:
+        """Renew this process's claim on queued outbox rows it still holds (see
+        :meth:`OutboundSender.start`), so :meth:`claim_stale_outbound` leaves them alone."""
+
+        def touch(connection: Connection) -> None:
+            now = time.time()
+            for start in range(0, len(outbox_ids), 500):
+                connection.execute(
+                    outbox.update()
+                    .where(outbox.c.id.in_(outbox_ids[start : start + 500]))
+                    .where(outbox.c.state == OutboxState.QUEUED.value)
+                    .values(updated_at=now)
+                )
+
+        if outbox_ids:
+            await self.run(touch)
+
     async def claim_stale_outbound(self, lease_seconds: float) -> list[OutboxItem]:
         """Take over queued outbound rows older than ``lease_seconds`` (crash recovery)."""
 

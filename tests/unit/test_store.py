@@ -113,6 +113,26 @@ async def test_duplicated_statuses_are_recorded_once(store):
     assert [e["state"] for e in events] == ["delivered"]
 
 
+async def test_one_batch_moves_a_message_through_its_states_in_order(store):
+    rows = await store.enqueue_outbound("111", "pn", "111", [("text", {}), ("text", {})])
+    for n, row in enumerate(rows):
+        await store.finish_outbound(row.id, state=OutboxState.SENT, wamid=f"wamid.b{n}", attempts=1)
+    batch = [
+        StatusChange("wamid.b0", OutboxState.DELIVERED),
+        StatusChange("wamid.b0", OutboxState.READ),
+        StatusChange("wamid.b0", OutboxState.DELIVERED),  # the same status twice
+        StatusChange("wamid.b1", OutboxState.READ),
+        StatusChange("wamid.b1", OutboxState.DELIVERED),  # late: recorded, moves nothing
+        StatusChange("wamid.other", OutboxState.DELIVERED),  # not ours: recorded only
+    ]
+    applied = await store.apply_statuses(batch * 600)  # over one 500-row insert too
+    assert [(a.change.wamid, a.moved) for a in applied] == [
+        ("wamid.b0", True), ("wamid.b0", True), ("wamid.b1", True), ("wamid.b1", False),
+        ("wamid.other", False),
+    ]
+    assert [r.state for r in await store.outbound_for("111")] == ["read", "read"]
+
+
 async def test_sent_but_never_delivered_is_flagged_stuck_once(store):
     (row,) = await store.enqueue_outbound("111", "pn", "111", [("text", {"type": "text"})])
     await store.finish_outbound(row.id, state=OutboxState.SENT, wamid="wamid.s", attempts=1)

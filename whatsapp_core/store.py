@@ -525,19 +525,12 @@ class WhatsAppStore:
     async def renew_outbound(self, outbox_ids: Sequence[int]) -> None:
         """Renew this process's claim on queued outbox rows it still holds (see
         :meth:`OutboundSender.start`), so :meth:`claim_stale_outbound` leaves them alone."""
-
-        def touch(connection: Connection) -> None:
-            now = time.time()
-            for start in range(0, len(outbox_ids), 500):
-                connection.execute(
-                    outbox.update()
-                    .where(outbox.c.id.in_(outbox_ids[start : start + 500]))
-                    .where(outbox.c.state == OutboxState.QUEUED.value)
-                    .values(updated_at=now)
-                )
-
-        if outbox_ids:
-            await self.run(touch)
+        await self._touch_held(
+            outbox.c.id,
+            list(outbox_ids),
+            outbox.c.updated_at,
+            outbox.c.state == OutboxState.QUEUED.value,
+        )
 
     async def claim_stale_outbound(self, lease_seconds: float) -> list[OutboxItem]:
         """Take over queued outbound rows older than ``lease_seconds`` (crash recovery)."""
@@ -784,17 +777,27 @@ class WhatsAppStore:
     async def renew(self, message_ids: Iterable[str]) -> None:
         """Renew this instance's claim on inbox rows it holds (queued or in a turn), so
         the recovery sweep of any instance leaves them alone however long the backlog."""
-        ids = list(message_ids)
+        await self._touch_held(
+            inbox.c.message_id,
+            list(message_ids),
+            inbox.c.claimed_at,
+            inbox.c.owner == self.instance_id,
+            inbox.c.state == InboxState.ACCEPTED.value,
+        )
+
+    async def _touch_held(
+        self, key: sa.Column, ids: list, claimed: sa.Column, *conditions: Any
+    ) -> None:
+        """Set ``claimed`` to now on the rows whose ``key`` is in ``ids`` and that still
+        meet ``conditions`` (500 keys per statement)."""
 
         def touch(connection: Connection) -> None:
             now = time.time()
             for start in range(0, len(ids), 500):
                 connection.execute(
-                    inbox.update()
-                    .where(inbox.c.message_id.in_(ids[start : start + 500]))
-                    .where(inbox.c.owner == self.instance_id)
-                    .where(inbox.c.state == InboxState.ACCEPTED.value)
-                    .values(claimed_at=now)
+                    key.table.update()
+                    .where(key.in_(ids[start : start + 500]), *conditions)
+                    .values({claimed: now})
                 )
 
         if ids:

@@ -2,9 +2,12 @@
 
     .venv/bin/python -m bench.profile_run whatsapp --clients 32 --per-client 15
     .venv/bin/python -m bench.profile_run rest
+    .venv/bin/python -m bench.profile_run whatsapp_ingress        # through the ingress port
+    .venv/bin/python -m bench.profile_run statuses_ingress --spy-ingress --rate 500
 
 Writes collapsed stacks to bench/results/profile-<channel>.txt and prints the functions
-with the largest inclusive share of samples, per thread (py-spy ``--threads``).
+with the largest inclusive share of samples, per thread (py-spy ``--threads``);
+``--spy-ingress`` profiles the ingress process instead of ``rasa run``.
 """
 
 from __future__ import annotations
@@ -105,7 +108,13 @@ def summarize(path: Path, top: int = 40) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("channel", choices=["whatsapp", "rest", "facebook", "statuses"])
+    parser.add_argument(
+        "channel",
+        choices=["whatsapp", "whatsapp_ingress", "rest", "facebook", "statuses",
+                 "statuses_ingress"],
+    )
+    parser.add_argument("--spy-ingress", action="store_true",
+                        help="profile the ingress process instead of rasa run")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--per-client", type=int, default=15)
     parser.add_argument("--rate", type=int, default=200)
@@ -119,26 +128,32 @@ def main() -> int:
     out = out_dir / f"profile-{args.channel}{suffix}.txt"
     env = {"BENCH_EXPERIMENTS": args.experiments} if args.experiments else {}
     options = dict(option.split("=", 1) for option in args.option)
+    ingress = args.channel.endswith("_ingress")
+    if args.spy_ingress:
+        out = out.with_name(out.stem + "-ingress-process.txt")
     with Stack.start(
-        facebook=args.channel == "facebook", rasa_env=env, whatsapp_extra=options
+        facebook=args.channel == "facebook", rasa_env=env, whatsapp_extra=options,
+        ingress=ingress,
     ) as stack:
         bench = Bench(stack, print)
-        if args.channel == "statuses":
+        variant = "whatsapp_ingress" if ingress else "whatsapp"
+        if args.channel.startswith("statuses"):
             bare_proc, bare_port = start_bare_sanic(stack.tmp)
             stack.extra.append(bare_proc)
-            bench.whatsapp(8, 4, "warm")
+            bench.whatsapp(8, 4, "warm", variant=variant)
         else:
             getattr(bench, args.channel)(8, 4, "warm")
         bench.settle()
+        pid = stack.node.ingress_pid() if args.spy_ingress else stack.rasa.pid
         spy = subprocess.Popen(
-            [str(BIN / "py-spy"), "record", "--pid", str(stack.rasa.pid), "--format", "raw",
+            [str(BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
              "--threads", "--gil", "--rate", str(args.rate), "--output", str(out), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
         time.sleep(1.0)
         started = time.perf_counter()
-        if args.channel == "statuses":
-            result = bench.statuses("prof", bare_port)
+        if args.channel.startswith("statuses"):
+            result = bench.statuses("prof", bare_port, variant=variant)
             print(f"statuses: {result['whatsapp_rps']:.0f} req/s (bare {result['bare_rps']:.0f}) "
                   f"in {time.perf_counter() - started:.1f} s")
         else:

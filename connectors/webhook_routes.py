@@ -1,10 +1,12 @@
-"""The webhook's HTTP routes, served on Rasa's port and by the ingress process alike.
+"""The webhook's HTTP routes, served on Rasa's port (Sanic, :func:`add_webhook_routes`)
+and by the ingress process (:mod:`connectors.ingress_http`) alike.
 
-Sanic only (no Rasa import), so the ingress process stays light. Under the blueprint's
-prefix (``/webhooks/whatsapp``): ``GET /`` health, ``GET /webhook`` Meta's verification
-handshake, ``POST /webhook`` webhooks. A POST is answered with what ``receive`` returns;
-a body over 4 MB is a 413, and an exception while accepting a 503 (Meta retries it; a
-500 would say the request was wrong).
+No Rasa import, so the ingress process stays light. Under the prefix
+(``/webhooks/whatsapp``): ``GET /`` health, ``GET /webhook`` Meta's verification
+handshake (:func:`verification_answer`), ``POST /webhook`` webhooks
+(:func:`webhook_answer`). A POST is answered with what ``receive`` returns; a body over
+4 MB is a 413, and an exception while accepting a 503 (Meta retries it; a 500 would say
+the request was wrong).
 """
 
 from __future__ import annotations
@@ -40,27 +42,45 @@ def add_webhook_routes(blueprint: Blueprint, verify_token: str, receive: Receive
 
     @blueprint.route("/webhook", methods=["GET"])
     async def verify(request: Request) -> HTTPResponse:
-        mode = request.args.get("hub.mode")
-        token = request.args.get("hub.verify_token") or ""
-        challenge = request.args.get("hub.challenge") or ""
-        if mode == "subscribe" and _same(token, verify_token):
-            return response.text(challenge)
-        logger.warning("WhatsApp webhook verification refused (mode=%s)", mode)
-        return response.text("verification failed", status=403)
+        status, text = verification_answer(request.args.get, verify_token)
+        return response.text(text, status=status)
 
     @blueprint.route("/webhook", methods=["POST"])
     async def webhook(request: Request) -> HTTPResponse:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            logger.warning("WhatsApp webhook refused: body of %s bytes", declared)
-            return response.text("payload too large", status=413)
-        try:
-            signature = request.headers.get(SIGNATURE_HEADER)
-            result = await receive(request, request.body or b"", signature)
-        except Exception:  # noqa: BLE001 - Meta retries a 503; a 500 would say "our bug"
-            logger.exception("WhatsApp webhook could not be accepted; Meta will retry")
-            return response.text("temporarily unavailable", status=503)
-        return response.text(result.reason, status=result.http_status)
+        status, text = await webhook_answer(
+            request.headers.get("content-length"),
+            lambda: receive(request, request.body or b"", request.headers.get(SIGNATURE_HEADER)),
+        )
+        return response.text(text, status=status)
+
+
+def verification_answer(
+    arg: Callable[[str], str | None], verify_token: str
+) -> tuple[int, str]:
+    """(status, text) of Meta's verification handshake, ``arg`` reading a query argument:
+    the challenge when ``hub.mode`` is ``subscribe`` and the token matches, else a 403."""
+    mode = arg("hub.mode")
+    if mode == "subscribe" and _same(arg("hub.verify_token") or "", verify_token):
+        return 200, arg("hub.challenge") or ""
+    logger.warning("WhatsApp webhook verification refused (mode=%s)", mode)
+    return 403, "verification failed"
+
+
+async def webhook_answer(
+    content_length: str | None, accept: Callable[[], Awaitable[WebhookResult]]
+) -> tuple[int, str]:
+    """(status, text) of a webhook POST: 413 when the declared body is over the limit,
+    else what ``accept`` returns, or 503 when it raises (Meta retries a 503; a 500 would
+    say the request was wrong)."""
+    if content_length and content_length.isdigit() and int(content_length) > MAX_BODY_BYTES:
+        logger.warning("WhatsApp webhook refused: body of %s bytes", content_length)
+        return 413, "payload too large"
+    try:
+        result = await accept()
+    except Exception:  # noqa: BLE001 - Meta retries a 503; a 500 would say "our bug"
+        logger.exception("WhatsApp webhook could not be accepted; Meta will retry")
+        return 503, "temporarily unavailable"
+    return result.http_status, result.reason
 
 
 def _reject_invalid_content_length(request: Request) -> None:

@@ -6,9 +6,10 @@ one JSON object on standard input (``credentials``: the channel's credentials.ym
 after ``${VAR}`` substitution; ``store_url``; ``instance_id``: the Rasa process's, so the
 messages accepted here are held by it; ``link``: the Unix socket to the Rasa process;
 ``log_level``). Serves the same routes as Rasa's port (:mod:`connectors.webhook_routes`)
-with the same acceptor, forwards what it accepted, delivers the replies the Rasa process
-hands it (Graph API sends, read receipts, media uploads), and exits on SIGTERM or when
-the Rasa process is gone. Imports Sanic and the core only, not Rasa: it starts in about a second.
+with the same acceptor, on its own lean HTTP server (:mod:`connectors.ingress_http`),
+forwards what it accepted, delivers the replies the Rasa process hands it (Graph API
+sends, read receipts, media uploads), and exits on SIGTERM or when the Rasa process is
+gone. Imports the core only, not Rasa: it starts in about a second.
 """
 
 from __future__ import annotations
@@ -18,20 +19,28 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
-from sanic import Blueprint, Sanic
-
-from connectors.webhook_routes import add_webhook_routes
+from connectors.ingress_http import HttpAnswer, HttpRequest, IngressHttpServer
+from connectors.webhook_routes import verification_answer, webhook_answer
 from whatsapp_core.acceptor import WebhookAcceptor, WebhookResult
 from whatsapp_core.config import ChannelConfig
 from whatsapp_core.graph_client import GraphClient
 from whatsapp_core.ingress import IngressLink
 from whatsapp_core.sender import channel_sender
+from whatsapp_core.signature import SIGNATURE_HEADER
 from whatsapp_core.status_spool import StatusSpool
 from whatsapp_core.store import WhatsAppStore
+from whatsapp_core.webhook import MAX_BODY_BYTES
 
 logger = logging.getLogger("whatsapp_ingress")
+
+PREFIX = "/webhooks/whatsapp"
+WEBHOOK_PATH = PREFIX + "/webhook"
+HEALTH_PATHS = (PREFIX, PREFIX + "/")
+SIGNATURE = SIGNATURE_HEADER.lower()  # the server gives header names in lower case
 
 
 async def serve(settings: dict[str, Any]) -> None:
@@ -55,23 +64,16 @@ async def serve(settings: dict[str, Any]) -> None:
     acceptor = WebhookAcceptor(config, store, spool, on_failures=lambda f: link.forward([], f))
     acceptor.start()
 
-    async def receive(_request: Any, body: bytes, signature: str | None) -> WebhookResult:
+    async def receive(body: bytes, signature: str | None) -> WebhookResult:
         accepted = await acceptor.accept(body, signature)
         link.forward(accepted.new, accepted.failures)
         return accepted.result
 
-    app = Sanic("whatsapp_ingress", configure_logging=False)
-    blueprint = Blueprint("whatsapp_ingress", url_prefix="/webhooks/whatsapp")
-    add_webhook_routes(blueprint, config.verify_token, receive)
-    app.blueprint(blueprint)
-    server = await app.create_server(
-        host=config.ingress_host,
-        port=config.ingress_port,
-        return_asyncio_server=True,
-        access_log=False,
+    server = IngressHttpServer(
+        lambda request: route(request, config.verify_token, receive),
+        max_body_bytes=MAX_BODY_BYTES,
     )
-    await server.startup()
-    await server.start_serving()
+    await server.start(config.ingress_host, config.ingress_port)
     await link.connect(config.ingress_host, config.ingress_port)
 
     stop = asyncio.Event()
@@ -84,13 +86,39 @@ async def serve(settings: dict[str, Any]) -> None:
         task.cancel()
     if link.closed.is_set():
         logger.warning("WhatsApp ingress: the Rasa process is gone; stopping")
-    server.close()
-    await server.wait_closed()
+    await server.stop()
     await acceptor.wait_applied()
     await acceptor.stop()
     await sender.stop()  # what is not sent stays queued in the outbox, for recovery
     await graph.close()
     await loop.run_in_executor(None, store.close)
+
+
+async def route(
+    request: HttpRequest,
+    verify_token: str,
+    receive: Callable[[bytes, str | None], Awaitable[WebhookResult]],
+) -> HttpAnswer:
+    """The routes of :mod:`connectors.webhook_routes`, on the ingress process's server."""
+    if request.path == WEBHOOK_PATH:
+        if request.method == "POST":
+            status, text = await webhook_answer(
+                request.headers.get("content-length"),
+                lambda: receive(request.body, request.headers.get(SIGNATURE)),
+            )
+        elif request.method == "GET":
+            args = parse_qs(request.query, errors="replace")
+            status, text = verification_answer(
+                lambda name: (args.get(name) or [None])[0], verify_token
+            )
+        else:
+            return HttpAnswer(405, b"method not allowed", allow="GET, POST")
+        return HttpAnswer.text(status, text)
+    if request.path in HEALTH_PATHS:
+        if request.method == "GET":
+            return HttpAnswer(200, b'{"status":"ok"}', "application/json")
+        return HttpAnswer(405, b"method not allowed", allow="GET")
+    return HttpAnswer(404, b"not found")
 
 
 def main() -> int:

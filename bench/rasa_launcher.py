@@ -46,7 +46,7 @@ def _experiment_pool() -> None:
             pool_size=2,
             connect_args={"check_same_thread": False},
         )
-        sa.event.listen(engine, "connect", store._sqlite_pragmas(10_000))
+        sa.event.listen(engine, "connect", store._sqlite_pragmas(10_000, True))
         return engine
 
     store.create_engine = create_engine

@@ -19,10 +19,11 @@ Contract:
 - ``Expect: 100-continue`` is answered with ``100 Continue`` unless the body is too large.
 - A request not complete within ``request_timeout`` seconds of its first byte is a 408;
   a keep-alive connection idle for ``keep_alive_timeout`` seconds is closed.
-- ``handle`` gets each complete :class:`HttpRequest` and returns an :class:`HttpAnswer`;
-  if it raises, the answer is a 503 (logged). A connection closed by the client while
-  its request is handled does not cancel the handler (a webhook being stored is stored);
-  the answer is dropped.
+- ``handle`` gets each complete :class:`HttpRequest` and returns an :class:`HttpAnswer`,
+  or an awaitable of one (a request that has to wait for something); if it raises, the
+  answer is a 503 (logged). An answer given at once is written at once, without a task.
+  A connection closed by the client while its request is handled does not cancel the
+  handler (a webhook being stored is stored); the answer is dropped.
 - :meth:`IngressHttpServer.stop` stops listening, lets requests being handled finish
   (up to ``grace`` seconds) and closes every connection.
 """
@@ -30,6 +31,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -71,10 +73,16 @@ class HttpAnswer:
 
     @classmethod
     def text(cls, status: int, text: str) -> HttpAnswer:
-        return cls(status, text.encode())
+        return _text_answer(status, text)
 
 
-Handler = Callable[[HttpRequest], Awaitable[HttpAnswer]]
+@functools.lru_cache(maxsize=256)
+def _text_answer(status: int, text: str) -> HttpAnswer:
+    return HttpAnswer(status, text.encode())
+
+
+Handler = Callable[[HttpRequest], "HttpAnswer | Awaitable[HttpAnswer]"]
+"""Answers a request: at once (an :class:`HttpAnswer`) or later (an awaitable of one)."""
 
 
 class _Refused(Exception):
@@ -147,7 +155,7 @@ class _Connection(asyncio.Protocol):
         self.worker: asyncio.Task | None = None
         self.paused = False
         self.refusal: HttpAnswer | None = None  # answered after the pending requests
-        self.deadline = 0.0
+        self.last_activity = 0.0  # a request begun or answered (time.monotonic)
         self.in_request = False
         self._reset()
 
@@ -162,7 +170,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server._connections.add(self)
-        self.deadline = time.monotonic() + self.server.keep_alive_timeout
+        self.last_activity = time.monotonic()
 
     def connection_lost(self, _exc: Exception | None) -> None:
         self.server._connections.discard(self)
@@ -170,7 +178,7 @@ class _Connection(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
-        if self.refusal is not None:
+        if self.refusal is not None or self.transport is None or self.transport.is_closing():
             return
         try:
             self.parser.feed_data(data)
@@ -190,14 +198,16 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._reset()
         self.in_request = True
-        self.deadline = time.monotonic() + self.server.request_timeout
+        self.last_activity = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > self.server.max_head_bytes:
+            raise _Refused(431, "request header fields too large")
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
@@ -216,46 +226,71 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.parser.should_upgrade():
             raise _Refused(400, "upgrade not supported")
-        parsed = httptools.parse_url(self.url)
+        path, _, query = self.url.partition(b"?")
         request = HttpRequest(
             method=self.parser.get_method().decode("ascii", "replace").upper(),
-            path=parsed.path.decode("latin-1"),
-            query=(parsed.query or b"").decode("latin-1"),
+            path=path.decode("latin-1"),
+            query=query.partition(b"#")[0].decode("latin-1"),
             headers=self.headers,
             body=b"".join(self.body),
         )
         self.in_request = False
-        self.deadline = time.monotonic() + self.server.keep_alive_timeout
-        self.pending.append((request, self.parser.should_keep_alive()))
+        if self.transport is None or self.transport.is_closing():
+            return  # answered "connection: close" already
+        keep_alive = self.parser.should_keep_alive()
+        if self.worker is None:
+            answer = self._answer_now(request)
+            if isinstance(answer, HttpAnswer):
+                self._write(answer, keep_alive)
+                return
+            self.worker = asyncio.create_task(self._work(answer, keep_alive))
+            return
+        self.pending.append((request, keep_alive))
         if len(self.pending) >= MAX_PIPELINED and self.transport and not self.paused:
             self.paused = True
             self.transport.pause_reading()
-        if self.worker is None:
-            self.worker = asyncio.create_task(self._work())
 
     # ------------------------------------------------------------ answering
-    async def _work(self) -> None:
+    def _answer_now(self, request: HttpRequest) -> HttpAnswer | Awaitable[HttpAnswer]:
         try:
-            while self.pending:
-                request, keep_alive = self.pending.popleft()
-                try:
-                    answer = await self.server.handle(request)
-                except Exception:  # noqa: BLE001 - one request's failure answers 503
-                    logger.exception("HTTP request could not be handled")
-                    answer = HttpAnswer.text(503, "temporarily unavailable")
-                if self.transport is None:
-                    return
-                self.transport.write(_encode(answer, keep_alive))
-                if not keep_alive:
-                    self.close()
-                    return
+            return self.server.handle(request)
+        except Exception:  # noqa: BLE001 - one request's failure answers 503
+            logger.exception("HTTP request could not be handled")
+            return _UNAVAILABLE
+
+    async def _work(self, first: Awaitable[HttpAnswer], keep_alive: bool) -> None:
+        """Answer ``first`` once awaited, then the requests pipelined behind it, in order."""
+        answer: HttpAnswer | Awaitable[HttpAnswer] = first
+        try:
+            while True:
+                if not isinstance(answer, HttpAnswer):
+                    try:
+                        answer = await answer
+                    except Exception:  # noqa: BLE001 - one request's failure answers 503
+                        logger.exception("HTTP request could not be handled")
+                        answer = _UNAVAILABLE
+                if not self._write(answer, keep_alive) or not self.pending:
+                    break
                 if self.paused and self.refusal is None and len(self.pending) < MAX_PIPELINED // 2:
                     self.paused = False
                     self.transport.resume_reading()
+                request, keep_alive = self.pending.popleft()
+                answer = self._answer_now(request)
             if self.refusal is not None:
                 self._write_refusal()
         finally:
             self.worker = None
+
+    def _write(self, answer: HttpAnswer, keep_alive: bool) -> bool:
+        """Write ``answer``; False when the connection is (now) closed."""
+        if self.transport is None:
+            return False
+        self.transport.write(_encode(answer, keep_alive))
+        self.last_activity = time.monotonic()
+        if not keep_alive:
+            self.close()
+            return False
+        return True
 
     def _refuse(self, status: int, reason: str) -> None:
         """Answer ``status`` after the requests already complete on this connection,
@@ -282,11 +317,14 @@ class _Connection(asyncio.Protocol):
             raise _Refused(431, "request header fields too large")
 
     def check_deadline(self, now: float) -> None:
-        if self.worker is not None or now < self.deadline:
+        """408 for a request incomplete after ``request_timeout``; close a connection
+        idle for ``keep_alive_timeout``; nothing while a request is being handled."""
+        if self.worker is not None:
             return
         if self.in_request:
-            self._refuse(408, "request timeout")
-        else:
+            if now - self.last_activity > self.server.request_timeout:
+                self._refuse(408, "request timeout")
+        elif now - self.last_activity > self.server.keep_alive_timeout:
             self.close()
 
     def close(self) -> None:
@@ -294,7 +332,9 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+@functools.lru_cache(maxsize=256)
 def _encode(answer: HttpAnswer, keep_alive: bool) -> bytes:
+    """The answer's bytes (cached: most answers are one of a few, "200 ok" above all)."""
     head = [
         f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, 'Unknown')}",
         f"content-type: {answer.content_type}",
@@ -306,4 +346,5 @@ def _encode(answer: HttpAnswer, keep_alive: bool) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + answer.body
 
 
+_UNAVAILABLE = HttpAnswer(503, b"temporarily unavailable")
 _REASONS = {status.value: status.phrase for status in HTTPStatus}

@@ -69,18 +69,31 @@ def verification_answer(
 async def webhook_answer(
     content_length: str | None, accept: Callable[[], Awaitable[WebhookResult]]
 ) -> tuple[int, str]:
-    """(status, text) of a webhook POST: 413 when the declared body is over the limit,
-    else what ``accept`` returns, or 503 when it raises (Meta retries a 503; a 500 would
-    say the request was wrong)."""
+    """(status, text) of a webhook POST: :func:`refused_size`, else what ``accept``
+    returns, or :func:`unavailable` when it raises."""
+    refused = refused_size(content_length)
+    if refused is not None:
+        return refused
+    try:
+        result = await accept()
+    except Exception:  # noqa: BLE001 - see unavailable()
+        return unavailable()
+    return result.http_status, result.reason
+
+
+def refused_size(content_length: str | None) -> tuple[int, str] | None:
+    """A 413 (logged) when the declared body is over the limit, else None."""
     if content_length and content_length.isdigit() and int(content_length) > MAX_BODY_BYTES:
         logger.warning("WhatsApp webhook refused: body of %s bytes", content_length)
         return 413, "payload too large"
-    try:
-        result = await accept()
-    except Exception:  # noqa: BLE001 - Meta retries a 503; a 500 would say "our bug"
-        logger.exception("WhatsApp webhook could not be accepted; Meta will retry")
-        return 503, "temporarily unavailable"
-    return result.http_status, result.reason
+    return None
+
+
+def unavailable() -> tuple[int, str]:
+    """The answer when accepting a webhook raised (call it in the ``except``: it logs
+    the exception): a 503, which Meta retries; a 500 would say the request was wrong."""
+    logger.exception("WhatsApp webhook could not be accepted; Meta will retry")
+    return 503, "temporarily unavailable"
 
 
 def _reject_invalid_content_length(request: Request) -> None:

@@ -200,6 +200,13 @@ class WebhookAcceptor:
     async def accept(self, body: bytes, signature: str | None) -> Accepted:
         """Verify, parse and durably record one webhook POST body (never raises for
         anything the body contains); the result says how to answer and what to run."""
+        checked = self.check(body, signature)
+        return checked if isinstance(checked, Accepted) else await self.record(checked)
+
+    def check(self, body: bytes, signature: str | None) -> Accepted | WebhookEnvelope:
+        """The part of :meth:`accept` that waits for nothing: verify and parse; a
+        refusal, or a status-only webhook appended to the spool, is answered here (an
+        :class:`Accepted`); anything else is returned parsed, for :meth:`record`."""
         if not verify_signature(body, signature, self.config.app_secret):
             logger.warning(
                 "WhatsApp webhook refused: %s X-Hub-Signature-256 (%d bytes)",
@@ -212,12 +219,16 @@ class WebhookAcceptor:
         except InvalidWebhook as error:
             logger.warning("WhatsApp webhook refused: %s", error.reason)
             return Accepted(WebhookResult(error.http_status, error.reason))
-
         for change in envelope.changes:
             self._route_other(change)
         if self._applier is not None and self._only_statuses(envelope):
             self._spool_statuses(body, envelope)
             return Accepted(WebhookResult(200, "ok", statuses=len(envelope.statuses)))
+        return envelope
+
+    async def record(self, envelope: WebhookEnvelope) -> Accepted:
+        """Durably record a webhook :meth:`check` returned parsed: its contact messages
+        (one insert, grouped with other webhooks'), statuses and template statuses."""
         items = self._inbox_items(envelope)
         new = await self.store.accept(items) if items else []
         failures = await self._record_statuses([envelope])

@@ -36,7 +36,7 @@ the store creates its tables, or call :func:`create_tables`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -474,6 +474,17 @@ def settle(
         note=f"{pricing_type or 'regular'}; held {format_amount(row.amount)}",
     )
     return True
+
+
+_RESERVED_WAMIDS = sa.select(ledger_reservations.c.wamid).where(
+    ledger_reservations.c.wamid.in_(sa.bindparam("wamids", expanding=True)),
+    ledger_reservations.c.state == ReservationState.RESERVED.value,
+)
+
+
+def reserved_wamids(connection: Connection, wamids: Sequence[str]) -> set[str]:
+    """Which of ``wamids`` still have a reservation held (to settle from their status)."""
+    return set(connection.execute(_RESERVED_WAMIDS, {"wamids": list(wamids)}).scalars())
 
 
 def settle_from_pricing(connection: Connection, wamid: str, pricing: Mapping[str, Any]) -> bool:

@@ -7,6 +7,8 @@ PostgreSQL when scaled out) beside Rasa's own ``events`` table.
 from __future__ import annotations
 
 import functools
+import sqlite3
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -168,3 +170,45 @@ def _insert_ignoring(table: sa.Table, columns: tuple[str, ...]) -> sa.TextClause
     names = ", ".join(columns)
     binds = ", ".join(f":{column}" for column in columns)
     return sa.text(f"INSERT INTO {table.name} ({names}) VALUES ({binds}) ON CONFLICT DO NOTHING")
+
+
+_MULTI_ROW_CHUNK = 200
+"""Rows per multi-row insert (9 columns: far under SQLite's and PostgreSQL's limits on
+bound parameters)."""
+
+_SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+
+
+def insert_many_ignoring_duplicates(
+    connection: Connection, table: sa.Table, rows: Sequence[dict]
+) -> set[tuple]:
+    """Insert ``rows`` (dicts with the same keys, in that order) unless their primary
+    key exists; return the primary keys (tuples, in the table's key order) inserted.
+
+    Rows whose key repeats within ``rows`` count once (the first). On PostgreSQL and
+    SQLite 3.35+ a multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING <key>`` per
+    200 rows, sent as driver SQL (no SQLAlchemy compilation), so the insert is also the
+    duplicate check, as in :func:`insert_ignoring_duplicate`; row by row elsewhere.
+    """
+    key = tuple(column.name for column in table.primary_key.columns)
+    unique: dict[tuple, dict] = {}
+    for row in rows:
+        unique.setdefault(tuple(row[name] for name in key), row)
+    if not unique:
+        return set()
+    dialect = connection.dialect.name
+    if not (dialect == "postgresql" or (dialect == "sqlite" and _SQLITE_RETURNING)):
+        return {k for k, row in unique.items() if insert_ignoring_duplicate(connection, table, row)}
+    columns = tuple(next(iter(unique.values())))
+    placeholder = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    group = "(" + ", ".join([placeholder] * len(columns)) + ")"
+    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+    tail = f" ON CONFLICT DO NOTHING RETURNING {', '.join(key)}"
+    values = list(unique.values())
+    inserted: set[tuple] = set()
+    for start in range(0, len(values), _MULTI_ROW_CHUNK):
+        chunk = values[start : start + _MULTI_ROW_CHUNK]
+        params = tuple(row[column] for row in chunk for column in columns)
+        sql = head + ", ".join([group] * len(chunk)) + tail
+        inserted.update(tuple(r) for r in connection.exec_driver_sql(sql, params))
+    return inserted

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _PREFIX = "sha256="
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_HEX_DIGEST = re.compile("[0-9a-fA-F]{64}")
 
 
 def sign(body: bytes, app_secret: str) -> str:
@@ -31,11 +32,8 @@ def verify_signature(body: bytes, header_value: str | None, app_secret: str) -> 
     if not header_value or not app_secret or not header_value.startswith(_PREFIX):
         return False
     received = header_value[len(_PREFIX):]
-    if len(received) != 64 or not all(c in _HEX_DIGITS for c in received):
+    if not _HEX_DIGEST.fullmatch(received):
         return False
-    try:
-        received_bytes = bytes.fromhex(received)
-    except ValueError:
-        return False
+    received_bytes = bytes.fromhex(received)
     expected = hmac.new(app_secret.encode("utf-8"), body, hashlib.sha256).digest()
     return hmac.compare_digest(expected, received_bytes)

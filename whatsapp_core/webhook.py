@@ -331,7 +331,9 @@ class WebhookEnvelope:
 
 
 def _list_of_objects(value: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    items = value.get(key, [])
+    if key not in value:
+        return []
+    items = value[key]
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise InvalidWebhook(f"'{key}' must be a list of objects")
     return items

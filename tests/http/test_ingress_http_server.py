@@ -12,20 +12,33 @@ from tests.http.conftest import free_port
 
 
 class Recorder:
-    """A handler that records requests; ``gate`` (when set) holds every answer."""
+    """A handler that records requests: ``/sync...`` paths are answered at once, others
+    by a coroutine that ``gate`` (when set) holds; ``/boom`` raises, ``/sync-boom`` too."""
 
     def __init__(self) -> None:
         self.requests: list[HttpRequest] = []
         self.finished: list[bytes] = []
         self.gate: asyncio.Event | None = None
 
-    async def __call__(self, request: HttpRequest) -> HttpAnswer:
+    def __call__(self, request: HttpRequest):
         self.requests.append(request)
+        if request.path == "/sync-boom":
+            raise RuntimeError("handler failed at once")
+        if request.path.startswith("/sync"):
+            self.finished.append(request.body)
+            return self.answer(request)
+        return self.later(request)
+
+    async def later(self, request: HttpRequest) -> HttpAnswer:
         if request.path == "/boom":
             raise RuntimeError("handler failed")
         if self.gate is not None:
             await self.gate.wait()
         self.finished.append(request.body)
+        return self.answer(request)
+
+    @staticmethod
+    def answer(request: HttpRequest) -> HttpAnswer:
         return HttpAnswer.text(200, f"{request.method} {request.path} {len(request.body)}")
 
 
@@ -74,6 +87,21 @@ async def test_keep_alive_and_pipelined_requests_are_answered_in_order(served):
     assert handler.requests[2].query == "a=1&b=%20"
     writer.write(post(b"later"))  # the same connection is still usable
     assert (await read_answer(reader))[2] == b"POST /webhook 5"
+    writer.close()
+
+
+async def test_answers_given_at_once_and_later_keep_the_order_of_the_requests(served):
+    _server, handler, port = served
+    handler.gate = asyncio.Event()
+    reader, writer = await connect(port)
+    writer.write(post(b"a", path="/sync") + post(b"bb") + post(b"ccc", path="/sync"))
+    await asyncio.sleep(0.1)
+    assert handler.finished == [b"a"]  # the second waits; the third waits behind it
+    handler.gate.set()
+    answers = [(await read_answer(reader))[2] for _ in range(3)]
+    assert answers == [b"POST /sync 1", b"POST /webhook 2", b"POST /sync 3"]
+    writer.write(post(b"dddd", path="/sync"))
+    assert (await read_answer(reader))[2] == b"POST /sync 4"
     writer.close()
 
 
@@ -171,6 +199,10 @@ async def test_http_1_0_closes_unless_keep_alive(served):
     assert (await read_answer(reader))[1]["connection"] == "close"
     assert await closed(reader)
     reader, writer = await connect(port)
+    writer.write(b"GET /sync HTTP/1.0\r\n\r\n" * 2)  # the second is never answered
+    assert (await read_answer(reader))[1]["connection"] == "close"
+    assert await closed(reader)
+    reader, writer = await connect(port)
     writer.write(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2)
     assert [(await read_answer(reader))[0] for _ in range(2)] == [200, 200]
     writer.close()
@@ -179,8 +211,10 @@ async def test_http_1_0_closes_unless_keep_alive(served):
 async def test_a_failing_handler_is_a_503_and_the_connection_stays(served):
     _server, _handler, port = served
     reader, writer = await connect(port)
-    writer.write(post(b"", path="/boom") + post(b"x"))
-    assert [(await read_answer(reader))[0] for _ in range(2)] == [503, 200]
+    writer.write(post(b"", path="/boom") + post(b"", path="/sync-boom") + post(b"x"))
+    assert [(await read_answer(reader))[0] for _ in range(3)] == [503, 503, 200]
+    writer.write(post(b"", path="/sync-boom"))
+    assert (await read_answer(reader))[0] == 503
     writer.close()
 
 

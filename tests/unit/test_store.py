@@ -1,4 +1,5 @@
 import asyncio
+import functools
 import sqlite3
 import time
 
@@ -103,17 +104,25 @@ async def test_outbox_states_move_forward_only(store):
     assert (record.state, record.error_code) == ("failed", 131047)
 
 
-async def test_duplicated_statuses_are_recorded_once(store):
+# Statuses a webhook answer waits for (ingress thread) and spooled ones (applied later;
+# on SQLite in transactions on the event loop): the same results.
+BOTH_PATHS = pytest.mark.parametrize("awaited_by_answer", [True, False])
+
+
+@BOTH_PATHS
+async def test_duplicated_statuses_are_recorded_once(store, awaited_by_answer):
     (row,) = await store.enqueue_outbound("111", "pn", "111", [("text", {"type": "text"})])
     await store.finish_outbound(row.id, state=OutboxState.SENT, wamid="wamid.d", attempts=1)
     delivered = StatusChange("wamid.d", OutboxState.DELIVERED, pricing={"billable": False})
-    assert len(await store.apply_statuses([delivered, delivered])) == 1
-    assert await store.apply_statuses([delivered]) == []
+    apply = functools.partial(store.apply_statuses, awaited_by_answer=awaited_by_answer)
+    assert len(await apply([delivered, delivered])) == 1
+    assert await apply([delivered]) == []
     events = await store.status_events_for("111")
     assert [e["state"] for e in events] == ["delivered"]
 
 
-async def test_one_batch_moves_a_message_through_its_states_in_order(store):
+@BOTH_PATHS
+async def test_one_batch_moves_a_message_through_its_states_in_order(store, awaited_by_answer):
     rows = await store.enqueue_outbound("111", "pn", "111", [("text", {}), ("text", {})])
     for n, row in enumerate(rows):
         await store.finish_outbound(row.id, state=OutboxState.SENT, wamid=f"wamid.b{n}", attempts=1)
@@ -125,12 +134,43 @@ async def test_one_batch_moves_a_message_through_its_states_in_order(store):
         StatusChange("wamid.b1", OutboxState.DELIVERED),  # late: recorded, moves nothing
         StatusChange("wamid.other", OutboxState.DELIVERED),  # not ours: recorded only
     ]
-    applied = await store.apply_statuses(batch * 600)  # over one 500-row insert too
+    # over one multi-row insert and one event-loop transaction too
+    applied = await store.apply_statuses(batch * 600, awaited_by_answer=awaited_by_answer)
     assert [(a.change.wamid, a.moved) for a in applied] == [
         ("wamid.b0", True), ("wamid.b0", True), ("wamid.b1", True), ("wamid.b1", False),
         ("wamid.other", False),
     ]
     assert [r.state for r in await store.outbound_for("111")] == ["read", "read"]
+
+
+async def test_spooled_statuses_wait_for_another_writer_without_blocking_the_loop(
+    store, tmp_path
+):
+    (row,) = await store.enqueue_outbound("111", "pn", "111", [("text", {})])
+    await store.finish_outbound(row.id, state=OutboxState.SENT, wamid="wamid.l", attempts=1)
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process (Rasa's tracker store) writing
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticking = asyncio.create_task(ticker())
+    applying = asyncio.create_task(
+        store.apply_statuses(
+            [StatusChange("wamid.l", OutboxState.DELIVERED)], awaited_by_answer=False
+        )
+    )
+    await asyncio.sleep(0.3)
+    assert not applying.done()
+    assert ticks >= 15  # the loop kept running while the apply waited for the lock
+    other.execute("COMMIT")
+    other.close()
+    assert [a.moved for a in await asyncio.wait_for(applying, 5)] == [True]
+    ticking.cancel()
 
 
 async def test_sent_but_never_delivered_is_flagged_stuck_once(store):

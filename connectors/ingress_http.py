@@ -17,6 +17,7 @@ Contract:
   ``max_body_bytes`` (declared or chunked) a 413, a request head over
   ``max_head_bytes`` a 431, an upgrade request a 400: answered, logged, connection closed.
 - ``Expect: 100-continue`` is answered with ``100 Continue`` unless the body is too large.
+- A client that half-closes its side still gets the answers to its complete requests.
 - A request not complete within ``request_timeout`` seconds of its first byte is a 408;
   a keep-alive connection idle for ``keep_alive_timeout`` seconds is closed.
 - ``handle`` gets each complete :class:`HttpRequest` and returns an :class:`HttpAnswer`,
@@ -155,6 +156,7 @@ class _Connection(asyncio.Protocol):
         self.worker: asyncio.Task | None = None
         self.paused = False
         self.refusal: HttpAnswer | None = None  # answered after the pending requests
+        self.eof = False  # the client has sent everything it will send
         self.last_activity = 0.0  # a request begun or answered (time.monotonic)
         self.in_request = False
         self._reset()
@@ -176,6 +178,14 @@ class _Connection(asyncio.Protocol):
         self.server._connections.discard(self)
         self.pending.clear()
         self.transport = None
+
+    def eof_received(self) -> bool | None:
+        """The client half-closed: answer the requests being handled, then close (an
+        incomplete request can never complete)."""
+        if self.worker is None:
+            return None  # nothing in flight: the transport closes
+        self.eof = True
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self.refusal is not None or self.transport is None or self.transport.is_closing():
@@ -280,6 +290,8 @@ class _Connection(asyncio.Protocol):
                 self._write_refusal()
         finally:
             self.worker = None
+            if self.eof:
+                self.close()
 
     def _write(self, answer: HttpAnswer, keep_alive: bool) -> bool:
         """Write ``answer``; False when the connection is (now) closed."""

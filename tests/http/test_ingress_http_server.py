@@ -230,6 +230,20 @@ async def test_an_incomplete_request_times_out_with_408_and_idle_connections_clo
     assert await closed(reader)  # idle past keep_alive_timeout
 
 
+async def test_a_client_that_half_closes_gets_its_answers(served):
+    _server, handler, port = served
+    handler.gate = asyncio.Event()
+    reader, writer = await connect(port)
+    writer.write(post(b"1", path="/sync") + post(b"22") + post(b"333"))
+    writer.write_eof()
+    await asyncio.sleep(0.1)
+    handler.gate.set()
+    assert [(await read_answer(reader))[2] for _ in range(3)] == [
+        b"POST /sync 1", b"POST /webhook 2", b"POST /webhook 3"
+    ]
+    assert await closed(reader)
+
+
 async def test_a_client_gone_does_not_cancel_its_request(served):
     _server, handler, port = served
     handler.gate = asyncio.Event()

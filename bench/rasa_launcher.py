@@ -52,7 +52,38 @@ def _experiment_pool() -> None:
     store.create_engine = create_engine
 
 
-EXPERIMENTS = {"pool": _experiment_pool}
+def _experiment_gcstats() -> None:
+    """Diagnostics: time spent in the garbage collector, per generation, written every
+    5 s to ``$BENCH_GC_STATS`` (JSON: collections and seconds per generation)."""
+    import gc
+    import json
+    import threading
+    import time
+
+    path = os.environ.get("BENCH_GC_STATS", "gc-stats.json")
+    stats = {"collections": [0, 0, 0], "seconds": [0.0, 0.0, 0.0]}
+    started: list[float] = []
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            generation = info["generation"]
+            stats["collections"][generation] += 1
+            stats["seconds"][generation] += time.perf_counter() - started[0]
+
+    gc.callbacks.append(callback)
+
+    def dump() -> None:
+        while True:
+            time.sleep(5)
+            with open(path, "w") as handle:
+                json.dump(stats, handle)
+
+    threading.Thread(target=dump, daemon=True).start()
+
+
+EXPERIMENTS = {"pool": _experiment_pool, "gcstats": _experiment_gcstats}
 
 
 def main() -> None:

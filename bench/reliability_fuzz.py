@@ -2,10 +2,12 @@
 
 In-process against the receiver (real store on a temporary SQLite file, no-op turns; cases
 go 32 at a time, as concurrent POSTs would), then 5,000 more over real HTTP to the channel
-on a Sanic server in this process, a third of them with hand-written hostile headers.
+on a Sanic server in this process, a third of them with hand-written hostile headers, then
+20,000 connections of byte-mutated raw requests to the ingress process's HTTP server.
 RSS of this process is sampled every 10,000 cases.
 
-    .venv/bin/python -m bench.reliability_fuzz [--cases 100000 --http-cases 5000]
+    .venv/bin/python -m bench.reliability_fuzz [--cases 100000 --http-cases 5000
+                                                --ingress-cases 20000]
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import tempfile
@@ -25,6 +28,7 @@ from bench.procs import rss_mb
 from bench.reliability_common import save
 from tests.conftest import CORPUS_DIR
 from tests.reliability import fuzzing
+from tests.reliability import test_ingress_http_fuzz as ingress_fuzz
 from tests.reliability.conftest import SECRET, credentials, start_server
 from tests.reliability.test_fuzz import RAW_HEADER_CASES, raw_post
 from whatsapp_core.config import ChannelConfig
@@ -130,22 +134,67 @@ async def over_http(cases: int, tmp: Path, seed: int) -> dict:
     }
 
 
+async def over_ingress_http(cases: int, tmp: Path, seed: int) -> dict:
+    """The ingress process's HTTP server with its webhook endpoint: raw requests mutated
+    at the byte level, pipelined, written in random pieces (test_ingress_http_fuzz)."""
+    errors: list[str] = []
+
+    class Errors(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if ingress_fuzz.is_crash(record):
+                errors.append(record.getMessage())
+
+    handler = Errors(logging.ERROR)
+    logging.getLogger().addHandler(handler)
+    rss_before = rss_mb(os.getpid())
+    started = time.monotonic()
+    try:
+        async with ingress_fuzz.serving(tmp) as port:
+            statuses = await ingress_fuzz.fuzz(port, cases, random.Random(seed))
+            healthy = await ingress_fuzz.good_webhook_answer(port)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    return {
+        "cases": cases,
+        "seconds": round(time.monotonic() - started, 1),
+        "http_statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "fivexx": sum(v for k, v in statuses.items() if k >= 500),
+        "crashes_logged": errors[:20],
+        "good_webhook_after_fuzz": healthy,
+        "rss_mb_before": round(rss_before, 1),
+        "rss_mb_after": round(rss_mb(os.getpid()), 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--http-cases", type=int, default=5_000)
+    parser.add_argument("--ingress-cases", type=int, default=20_000,
+                        help="connections to the ingress process's HTTP server")
     parser.add_argument("--seed", type=int, default=20251125)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wa-fuzz-"))
     (tmp / "a").mkdir()
     (tmp / "b").mkdir()
+    (tmp / "c").mkdir()
     report = {"in_process": asyncio.run(in_process(args.cases, tmp / "a", args.seed))}
     print("in-process:", json.dumps({k: v for k, v in report["in_process"].items()
                                      if k != "crashes"}), flush=True)
     report["over_http"] = asyncio.run(over_http(args.http_cases, tmp / "b", args.seed + 1))
     print("over HTTP:", json.dumps(report["over_http"]), flush=True)
+    report["over_ingress_http"] = asyncio.run(
+        over_ingress_http(args.ingress_cases, tmp / "c", args.seed + 2)
+    )
+    print("over the ingress HTTP server:", json.dumps(report["over_ingress_http"]), flush=True)
     print("saved", save("reliability-fuzz", report))
-    return 0 if not report["in_process"]["unexpected"] and not report["over_http"]["fivexx"] else 1
+    ingress = report["over_ingress_http"]
+    failed = (
+        report["in_process"]["unexpected"] or report["over_http"]["fivexx"]
+        or ingress["fivexx"] or ingress["crashes_logged"]
+        or ingress["good_webhook_after_fuzz"] != [200]
+    )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -50,10 +50,7 @@ class WebhookField(str, Enum):
     @classmethod
     def of(cls, value: str) -> WebhookField:
         """Map a raw field name to a member; names we do not route are ``UNKNOWN``."""
-        try:
-            return cls(value)
-        except ValueError:
-            return cls.UNKNOWN
+        return cls._value2member_map_.get(value, cls.UNKNOWN)  # cls(value) costs a raise
 
 
 def valid_unicode(text: str) -> str:
@@ -208,10 +205,7 @@ class DeliveryState(str, Enum):
 
     @classmethod
     def of(cls, value: Any) -> DeliveryState:
-        try:
-            return cls(str(value))
-        except ValueError:
-            return cls.UNKNOWN
+        return cls._value2member_map_.get(str(value), cls.UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,8 @@ def valid_unicode(text: str) -> str:
 
 def _str(value: Any) -> str | None:
     """A non-empty string form of an id-like value (YAML/JSON may give ints), else None."""
+    if type(value) is str and value.isascii():  # the usual case, first (hot path)
+        return value.strip() or None
     if value is None or isinstance(value, (dict, list)):
         return None
     text = valid_unicode(str(value)).strip()

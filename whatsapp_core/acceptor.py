@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from whatsapp_core.config import ChannelConfig
@@ -37,8 +37,10 @@ from whatsapp_core.webhook import (
     Change,
     DeliveryState,
     InvalidWebhook,
+    StatusUpdate,
     WebhookEnvelope,
     WebhookField,
+    parse_status_only,
 )
 
 logger = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ class WebhookAcceptor:
         self.store = store
         self._spool = spool
         self._on_failures = on_failures
-        self._spooled: list[tuple[int, WebhookEnvelope]] = []
+        self._spooled: list[tuple[int, tuple[StatusUpdate, ...]]] = []
         self._spool_wakeup = asyncio.Event()
         self._spool_idle = asyncio.Event()
         self._spool_idle.set()
@@ -112,10 +114,15 @@ class WebhookAcceptor:
         if self._spool is None or self._applier is not None:
             return
         for offset, body in self._spool.open():
-            try:
-                self._spooled.append((offset, WebhookEnvelope.parse(body)))
-            except InvalidWebhook as error:  # verified when spooled: only a changed parser
-                logger.error("WhatsApp status spool: a spooled webhook no longer parses: %s", error)
+            statuses = parse_status_only(body)
+            if statuses is None:
+                try:
+                    statuses = _statuses_of(WebhookEnvelope.parse(body))
+                except InvalidWebhook as error:  # verified when spooled: a changed parser
+                    logger.error("WhatsApp status spool: a spooled webhook no longer parses: %s",
+                                 error)
+                    continue
+            self._spooled.append((offset, statuses))
         if self._spooled:
             self._spool_idle.clear()
             self._spool_wakeup.set()
@@ -135,11 +142,12 @@ class WebhookAcceptor:
         """Return once every spooled status is in the database."""
         await self._spool_idle.wait()
 
-    def _spool_statuses(self, body: bytes, envelope: WebhookEnvelope) -> None:
+    def _spool_statuses(self, body: bytes, statuses: tuple[StatusUpdate, ...]) -> Accepted:
         offset = self._spool.append(body)
-        self._spooled.append((offset, envelope))
+        self._spooled.append((offset, statuses))
         self._spool_idle.clear()
         self._spool_wakeup.set()
+        return Accepted(WebhookResult(200, "ok", statuses=len(statuses)))
 
     async def _apply_spooled(self) -> None:
         while True:
@@ -148,7 +156,9 @@ class WebhookAcceptor:
             while self._spooled:
                 batch = self._spooled[:SPOOL_BATCH]
                 try:
-                    failures = await self._record_statuses([e for _, e in batch], spooled=True)
+                    failures = await self._record_statuses(
+                        [status for _, statuses in batch for status in statuses], spooled=True
+                    )
                 except Exception:  # noqa: BLE001 - one bad webhook, or the database
                     failures = await self._record_one_by_one(batch)
                     if failures is None:
@@ -160,7 +170,7 @@ class WebhookAcceptor:
             self._spool_idle.set()
 
     async def _record_one_by_one(
-        self, batch: list[tuple[int, WebhookEnvelope]]
+        self, batch: list[tuple[int, tuple[StatusUpdate, ...]]]
     ) -> list[DeliveryFailure] | None:
         """After a batch failed: each webhook alone; one that fails while others succeed
         is logged and dropped (it would block the spool for ever). When all fail, the
@@ -168,13 +178,13 @@ class WebhookAcceptor:
         after ``SPOOL_ATTEMPTS`` such rounds in a row the first webhook is dropped, so a
         single unrecordable webhook cannot block the spool either."""
         failures: list[DeliveryFailure] = []
-        failed: list[WebhookEnvelope] = []
-        for _offset, envelope in batch:
+        failed: list[tuple[StatusUpdate, ...]] = []
+        for _offset, statuses in batch:
             try:
-                failures += await self._record_statuses([envelope], spooled=True)
+                failures += await self._record_statuses(statuses, spooled=True)
             except Exception:  # noqa: BLE001 - logged below
                 logger.debug("WhatsApp status webhook not recorded", exc_info=True)
-                failed.append(envelope)
+                failed.append(statuses)
         if len(failed) == len(batch):
             self._spool_attempts += 1
             if self._spool_attempts < SPOOL_ATTEMPTS:
@@ -184,10 +194,10 @@ class WebhookAcceptor:
             del batch[1:]  # the caller then removes only the first webhook
             failed = failed[:1]
         self._spool_attempts = 0
-        for envelope in failed:
+        for statuses in failed:
             logger.error(
                 "WhatsApp statuses dropped, they cannot be recorded: %s",
-                [(status.id, status.state) for _change, status in envelope.statuses],
+                [(status.id, status.state) for status in statuses],
             )
         return failures
 
@@ -214,6 +224,10 @@ class WebhookAcceptor:
                 len(body),
             )
             return Accepted(WebhookResult(403, "invalid signature"))
+        if self._applier is not None:
+            statuses = parse_status_only(body)  # the most common body, parsed cheaply
+            if statuses is not None:
+                return self._spool_statuses(body, statuses)
         try:
             envelope = WebhookEnvelope.parse(body)
         except InvalidWebhook as error:
@@ -222,8 +236,7 @@ class WebhookAcceptor:
         for change in envelope.changes:
             self._route_other(change)
         if self._applier is not None and self._only_statuses(envelope):
-            self._spool_statuses(body, envelope)
-            return Accepted(WebhookResult(200, "ok", statuses=len(envelope.statuses)))
+            return self._spool_statuses(body, _statuses_of(envelope))
         return envelope
 
     async def record(self, envelope: WebhookEnvelope) -> Accepted:
@@ -231,7 +244,7 @@ class WebhookAcceptor:
         (one insert, grouped with other webhooks'), statuses and template statuses."""
         items = self._inbox_items(envelope)
         new = await self.store.accept(items) if items else []
-        failures = await self._record_statuses([envelope])
+        failures = await self._record_statuses(_statuses_of(envelope))
         for change in envelope.changes:
             if change.route is WebhookField.TEMPLATE_STATUS:
                 await self._record_template_statuses(change)
@@ -286,11 +299,10 @@ class WebhookAcceptor:
         return items
 
     async def _record_statuses(
-        self, envelopes: list[WebhookEnvelope], *, spooled: bool = False
+        self, statuses: Sequence[StatusUpdate], *, spooled: bool = False
     ) -> list[DeliveryFailure]:
         """Record every status (one transaction); return the failures seen for the first time."""
         changes = []
-        statuses = [status for envelope in envelopes for _change, status in envelope.statuses]
         for status in statuses:
             if status.id is None or status.state not in _OUTBOX_STATE:
                 logger.info("WhatsApp status without id or with state %s ignored", status.state)
@@ -372,6 +384,10 @@ class WebhookAcceptor:
             )
         else:
             logger.info("WhatsApp '%s' webhook acknowledged", change.field or "?")
+
+
+def _statuses_of(envelope: WebhookEnvelope) -> tuple[StatusUpdate, ...]:
+    return tuple(status for _change, status in envelope.statuses)
 
 
 def _count(items: object) -> int:

@@ -326,11 +326,63 @@ class WebhookEnvelope:
         return cls(changes=tuple(changes))
 
 
+def parse_status_only(body: bytes) -> tuple[StatusUpdate, ...] | None:
+    """The statuses of a webhook that carries nothing else, parsed as
+    :meth:`WebhookEnvelope.parse` parses them, without building its changes.
+
+    "Nothing else": every change is of field ``messages`` and has a ``statuses`` list of
+    objects and no ``messages`` or ``errors`` (a ``contacts`` list of objects, which status
+    webhooks may carry, is checked and not parsed: statuses do not use it); there is at
+    least one status and at most :data:`MAX_UPDATES_PER_BODY`. For any other body, valid
+    or not, returns None: :meth:`WebhookEnvelope.parse` then parses it (or refuses it).
+    Meta sends about three such webhooks per reply (sent, delivered, read), which makes
+    this the most common body; never raises.
+    """
+    if len(body) > MAX_BODY_BYTES:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("object") != WABA_OBJECT:
+        return None
+    entries = data.get("entry")
+    if not isinstance(entries, list):
+        return None
+    statuses: list[StatusUpdate] = []
+    for entry in entries:
+        changes = entry.get("changes", []) if isinstance(entry, dict) else None
+        if not isinstance(changes, list):
+            return None
+        for change in changes:
+            value = change.get("value") if isinstance(change, dict) else None
+            if (
+                not isinstance(value, dict)
+                or _str(change.get("field")) != WebhookField.MESSAGES.value
+                or "messages" in value
+                or "errors" in value
+                or not _objects(value.get("contacts", []))
+            ):
+                return None
+            items = value.get("statuses")
+            if not _objects(items):
+                return None
+            statuses.extend(map(StatusUpdate.from_dict, items))
+            if len(statuses) > MAX_UPDATES_PER_BODY:
+                return None
+    return tuple(statuses) or None
+
+
+def _objects(items: Any) -> bool:
+    """A list of JSON objects (what parse() requires of ``contacts`` and ``statuses``)."""
+    return isinstance(items, list) and all(isinstance(item, dict) for item in items)
+
+
 def _list_of_objects(value: dict[str, Any], key: str) -> list[dict[str, Any]]:
     if key not in value:
         return []
     items = value[key]
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+    if not _objects(items):
         raise InvalidWebhook(f"'{key}' must be a list of objects")
     return items
 

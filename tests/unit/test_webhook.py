@@ -1,14 +1,17 @@
 import json
+import random
 
 import pytest
 
-from tests.conftest import corpus_body, corpus_files
+from tests.conftest import CORPUS_DIR, corpus_body, corpus_files
+from tests.reliability import fuzzing
 from whatsapp_core.webhook import (
     MAX_UPDATES_PER_BODY,
     DeliveryState,
     InvalidWebhook,
     WebhookEnvelope,
     WebhookField,
+    parse_status_only,
 )
 
 
@@ -105,3 +108,40 @@ def test_placeholder_timestamp_becomes_none():
     parsed = WebhookEnvelope.parse(corpus_body("request_welcome.json"))
     ((_, message),) = parsed.messages
     assert message.timestamp is None
+
+
+# ---------------------------------------------------------------- status-only fast path
+def _same_as_full_parse(body: bytes) -> bool:
+    """parse_status_only(body) gives up (None), or gives exactly the statuses the full
+    parse gives, for a body the full parse accepts and that carries nothing else."""
+    fast = parse_status_only(body)
+    if fast is None:
+        return True
+    envelope = WebhookEnvelope.parse(body)  # raises if the fast path accepted a bad body
+    status_only = all(
+        change.route is WebhookField.MESSAGES and not change.messages and not change.errors
+        for change in envelope.changes
+    )
+    return status_only and fast == tuple(status for _, status in envelope.statuses)
+
+
+def test_the_status_fast_path_takes_every_status_only_sample_and_nothing_else():
+    taken = []
+    for path in corpus_files():
+        body = corpus_body(path)
+        assert _same_as_full_parse(body), path.name
+        if parse_status_only(body) is not None:
+            taken.append(path.name)
+    assert "status_read_cbp" in {name.removesuffix(".json") for name in taken}
+    assert not [name for name in taken if "text" in name or "image" in name]
+
+
+def test_the_status_fast_path_agrees_with_the_full_parse_on_mutated_bodies():
+    corpus = fuzzing.load_corpus(CORPUS_DIR)
+    rng = random.Random(11)
+    fast_taken = 0
+    for _ in range(3000):
+        body, _signature, _kind = fuzzing.case(corpus, "s", rng)
+        assert _same_as_full_parse(body), body[:300]
+        fast_taken += parse_status_only(body) is not None
+    assert fast_taken > 100  # the mutations reach the fast path, not only its refusals

@@ -45,6 +45,9 @@ from whatsapp_core.webhook import (
 
 logger = logging.getLogger(__name__)
 
+Statuses = tuple[StatusUpdate, ...]
+"""The statuses of one status-only webhook, as spooled."""
+
 SPOOL_BATCH = 500
 """Spooled webhooks applied per transaction."""
 SPOOL_ATTEMPTS = 5
@@ -100,7 +103,7 @@ class WebhookAcceptor:
         self.store = store
         self._spool = spool
         self._on_failures = on_failures
-        self._spooled: list[tuple[int, tuple[StatusUpdate, ...]]] = []
+        self._spooled: list[tuple[int, Statuses]] = []
         self._spool_wakeup = asyncio.Event()
         self._spool_idle = asyncio.Event()
         self._spool_idle.set()
@@ -142,7 +145,7 @@ class WebhookAcceptor:
         """Return once every spooled status is in the database."""
         await self._spool_idle.wait()
 
-    def _spool_statuses(self, body: bytes, statuses: tuple[StatusUpdate, ...]) -> Accepted:
+    def _spool_statuses(self, body: bytes, statuses: Statuses) -> Accepted:
         offset = self._spool.append(body)
         self._spooled.append((offset, statuses))
         self._spool_idle.clear()
@@ -170,7 +173,7 @@ class WebhookAcceptor:
             self._spool_idle.set()
 
     async def _record_one_by_one(
-        self, batch: list[tuple[int, tuple[StatusUpdate, ...]]]
+        self, batch: list[tuple[int, Statuses]]
     ) -> list[DeliveryFailure] | None:
         """After a batch failed: each webhook alone; one that fails while others succeed
         is logged and dropped (it would block the spool for ever). When all fail, the
@@ -178,7 +181,7 @@ class WebhookAcceptor:
         after ``SPOOL_ATTEMPTS`` such rounds in a row the first webhook is dropped, so a
         single unrecordable webhook cannot block the spool either."""
         failures: list[DeliveryFailure] = []
-        failed: list[tuple[StatusUpdate, ...]] = []
+        failed: list[Statuses] = []
         for _offset, statuses in batch:
             try:
                 failures += await self._record_statuses(statuses, spooled=True)
@@ -386,7 +389,7 @@ class WebhookAcceptor:
             logger.info("WhatsApp '%s' webhook acknowledged", change.field or "?")
 
 
-def _statuses_of(envelope: WebhookEnvelope) -> tuple[StatusUpdate, ...]:
+def _statuses_of(envelope: WebhookEnvelope) -> Statuses:
     return tuple(status for _change, status in envelope.statuses)
 
 

@@ -58,7 +58,6 @@ LOOP_CHUNK = 100
 _OUTBOX_BY_WAMIDS = sa.select(
     outbox.c.wamid, outbox.c.id, outbox.c.state, outbox.c.conversation_id
 ).where(outbox.c.wamid.in_(sa.bindparam("wamids", expanding=True)))
-_OUTBOX_MOVE = outbox.update().where(outbox.c.id == sa.bindparam("outbox_id"))
 _STATUS_CHUNK = 400
 
 
@@ -91,6 +90,13 @@ _STATE_RANK = {
     OutboxState.PLAYED.value: 4,
     OutboxState.FAILED.value: 5,
 }
+# A move never goes backwards, also when another instance moved the row since it was read
+# (PostgreSQL: "delivered" and "read" of one message may reach two instances at once).
+_OUTBOX_MOVE = (
+    outbox.update()
+    .where(outbox.c.id == sa.bindparam("outbox_id"))
+    .where(sa.case(_STATE_RANK, value=outbox.c.state, else_=0) < sa.bindparam("rank"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -879,6 +885,7 @@ def _apply_statuses(
                 state_of[change.wamid] = change.state.value
                 move = moves.setdefault(row.id, {"outbox_id": row.id, "updated_at": now})
                 move["state"] = change.state.value
+                move["rank"] = _STATE_RANK[change.state.value]
                 if change.state is OutboxState.FAILED:
                     move |= {
                         "error_code": change.error_code,

@@ -217,3 +217,16 @@ async def test_accept_waits_for_another_processs_write_lock(tmp_path):
         released.cancel()
         other.close()
         store.close()
+
+
+async def test_a_status_move_never_goes_back_even_from_a_stale_read(store):
+    """Another instance may move the row between this one's read and its update."""
+    from whatsapp_core.store import _OUTBOX_MOVE
+
+    (row,) = await store.enqueue_outbound("111", "pn", "111", [("text", {})])
+    await store.finish_outbound(row.id, state=OutboxState.READ, wamid="wamid.r", attempts=1)
+    stale_move = {"outbox_id": row.id, "state": "delivered", "rank": 2, "updated_at": 1.0}
+    await store.run(lambda c: c.execute(_OUTBOX_MOVE, [stale_move]))
+    assert [r.state for r in await store.outbound_for("111")] == ["read"]
+    await store.run(lambda c: c.execute(_OUTBOX_MOVE, [stale_move | {"state": "failed", "rank": 5}]))
+    assert [r.state for r in await store.outbound_for("111")] == ["failed"]

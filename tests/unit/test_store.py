@@ -230,3 +230,31 @@ async def test_a_status_move_never_goes_back_even_from_a_stale_read(store):
     assert [r.state for r in await store.outbound_for("111")] == ["read"]
     await store.run(lambda c: c.execute(_OUTBOX_MOVE, [stale_move | {"state": "failed", "rank": 5}]))
     assert [r.state for r in await store.outbound_for("111")] == ["failed"]
+
+
+async def check_insert_many_returns_only_the_new_keys(store) -> None:
+    """Shared with the PostgreSQL tests."""
+    from whatsapp_core import schema
+
+    def event(wamid: str, state: str) -> dict:
+        return {"wamid": wamid, "state": state, "conversation_id": "1", "received_at": 0.0}
+
+    def insert(rows):
+        return store.run(
+            lambda c: schema.insert_many_ignoring_duplicates(c, schema.status_events, rows)
+        )
+
+    first = [event(f"w{n}", "sent") for n in range(450)] + [event("w0", "sent")]
+    assert len(await insert(first)) == 450
+    second = [event("w1", "sent"), event("w1", "read"), event("w999", "sent")]
+    assert await insert(second) == {("w1", "read"), ("w999", "sent")}
+    assert await insert([]) == set()
+
+
+@pytest.mark.parametrize("multi_row", [True, False])
+async def test_insert_many_returns_only_the_new_keys(store, monkeypatch, multi_row):
+    """One multi-row statement (SQLite 3.35+, PostgreSQL) or row by row (other databases)."""
+    from whatsapp_core import schema
+
+    monkeypatch.setattr(schema, "_SQLITE_RETURNING", multi_row)
+    await check_insert_many_returns_only_the_new_keys(store)

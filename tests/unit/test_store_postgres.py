@@ -15,8 +15,8 @@ import psycopg2
 import pytest
 
 from bench.scaleout import Postgres
+from tests.unit.test_store import check_insert_many_returns_only_the_new_keys
 from whatsapp_core import ledger
-from whatsapp_core.schema import insert_many_ignoring_duplicates, status_events
 from whatsapp_core.store import InboxItem, OutboxState, StatusChange, WhatsAppStore
 
 
@@ -98,16 +98,7 @@ async def test_a_priced_status_settles_the_templates_hold_once(store):
 
 
 async def test_multi_row_insert_returns_only_the_new_keys(store):
-    def event(wamid: str, state: str) -> dict:
-        return {"wamid": wamid, "state": state, "conversation_id": "1", "received_at": 0.0}
-
-    def insert(connection, rows):
-        return insert_many_ignoring_duplicates(connection, status_events, rows)
-
-    first = [event(f"w{n}", "sent") for n in range(450)] + [event("w0", "sent")]
-    assert len(await store.run(lambda c: insert(c, first))) == 450
-    second = [event("w1", "sent"), event("w1", "read"), event("w999", "sent")]
-    assert await store.run(lambda c: insert(c, second)) == {("w1", "read"), ("w999", "sent")}
+    await check_insert_many_returns_only_the_new_keys(store)
 
 
 async def test_concurrent_accepts_never_accept_a_wamid_twice(store):

@@ -34,3 +34,17 @@ def corpus_json(name: str) -> dict:
 @pytest.fixture(scope="session")
 def corpus() -> list[Path]:
     return corpus_files()
+
+
+async def start_graph_stub(messages) -> tuple[object, str]:
+    """A stand-in for the Graph API's ``POST /v21.0/{pnid}/messages`` (``messages`` is the
+    aiohttp handler) on a free loopback port: ``(runner, base_url)``; the caller ends it
+    with ``await runner.cleanup()``."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post("/v21.0/{pnid}/messages", messages)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"

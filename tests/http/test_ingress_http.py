@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.conftest import start_graph_stub
 from tests.http.conftest import (
     PHONE_NUMBER_ID,
     SECRET,
@@ -158,12 +159,7 @@ async def test_replies_are_sent_by_the_ingress_process_and_recorded(tmp_path):
             return web.json_response({"success": True})
         return web.json_response({"messages": [{"id": f"wamid.reply{len(received)}"}]})
 
-    graph = web.Application()
-    graph.router.add_post("/v21.0/{pnid}/messages", messages)
-    runner = web.AppRunner(graph)
-    await runner.setup()
-    graph_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", graph_port).start()
+    runner, graph_url = await start_graph_stub(messages)
 
     async def reply(message) -> None:
         await message.output_channel.send_text_message(message.sender_id, f"you said {message.text}")
@@ -173,7 +169,7 @@ async def test_replies_are_sent_by_the_ingress_process_and_recorded(tmp_path):
         tmp_path,
         ingress_port=port,
         ingress_host="127.0.0.1",
-        api_base_url=f"http://127.0.0.1:{graph_port}",
+        api_base_url=graph_url,
         mark_as_read=True,
     )
     channel, server = await start_server(creds, reply)

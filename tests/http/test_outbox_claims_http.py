@@ -7,7 +7,7 @@ import asyncio
 
 from aiohttp import web
 
-from tests.http.conftest import free_port
+from tests.conftest import start_graph_stub
 from whatsapp_core.graph_client import GraphClient
 from whatsapp_core.outbound import build_messages
 from whatsapp_core.sender import OutboundSender
@@ -25,14 +25,9 @@ async def test_replies_queued_past_the_lease_are_not_claimed_again(tmp_path):
         sent.append(payload["text"]["body"])
         return web.json_response({"messages": [{"id": f"wamid.out{len(sent)}"}]})
 
-    app = web.Application()
-    app.router.add_post("/v21.0/{pnid}/messages", slow_messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, graph_url = await start_graph_stub(slow_messages)
     store = WhatsAppStore(f"sqlite:///{tmp_path / 'claims.db'}", instance_id="holder")
-    graph = GraphClient(f"http://127.0.0.1:{port}", timeout=5)
+    graph = GraphClient(graph_url, timeout=5)
     sender = OutboundSender(
         store, graph, access_token_for=lambda _: "t", default_phone_number_id="pn"
     )

@@ -17,6 +17,7 @@ from aiohttp import web
 from aioresponses import aioresponses
 from yarl import URL
 
+from tests.conftest import start_graph_stub
 from whatsapp_core.errors import ErrorFamily, RecommendedAction, RetryScope
 from whatsapp_core.graph_client import GraphClient, GraphError, SendResult
 from whatsapp_core.masking import mask_phone
@@ -336,14 +337,8 @@ async def local_meta():
                 await asyncio.wait_for(release.wait(), delay["seconds"])
         return web.json_response(OK_BODY)
 
-    app = web.Application()
-    app.router.add_post("/v21.0/{phone}/messages", messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}", peers, delay
+    runner, base_url = await start_graph_stub(messages)
+    yield base_url, peers, delay
     release.set()
     await asyncio.gather(*handlers, return_exceptions=True)
     await runner.cleanup()

@@ -231,7 +231,8 @@ def _sqlite_locked(error: BaseException) -> bool:
 
 
 class WhatsAppStore:
-    """Async facade over the SQL tables; every call runs on one of the store's threads.
+    """Async facade over the SQL tables; calls run on one of the store's threads, except
+    spooled statuses on SQLite (see :meth:`apply_statuses`).
 
     Two threads: the ingress thread writes what a webhook answer waits for (inbox inserts
     and status updates, batched: one transaction for everything that arrived together),

@@ -26,36 +26,49 @@ from whatsapp_core.schema import followups
 SCHEDULED = "scheduled"
 FIRED = "fired"
 
+# Built once: schedule and cancel run in every bot turn.
+_STATE_OF = sa.select(followups.c.state).where(
+    followups.c.conversation_id == sa.bindparam("conversation_id")
+)
+_INSERT = followups.insert()
+_PUSH_BACK = (
+    followups.update()
+    .where(followups.c.conversation_id == sa.bindparam("conversation"))
+    .values(due_at=sa.bindparam("due"), state=SCHEDULED, created_at=sa.bindparam("now"))
+)
+_DELETE = followups.delete().where(followups.c.conversation_id == sa.bindparam("conversation_id"))
+
 
 def schedule(
     connection: Connection, conversation_id: str, phone_number_id: str | None, after_seconds: float
 ) -> bool:
     """Schedule (or push back) the conversation's follow-up; False when one already fired."""
     now = time.time()
-    row = connection.execute(
-        sa.select(followups.c.state).where(followups.c.conversation_id == conversation_id)
-    ).first()
-    if row is not None and row.state == FIRED:
+    state = connection.execute(_STATE_OF, {"conversation_id": conversation_id}).scalar()
+    if state == FIRED:
         return False
-    values = {"due_at": now + after_seconds, "state": SCHEDULED, "created_at": now}
-    if row is None:
+    if state is None:
         connection.execute(
-            followups.insert().values(
-                conversation_id=conversation_id, phone_number_id=phone_number_id, **values
-            )
+            _INSERT,
+            {
+                "conversation_id": conversation_id,
+                "phone_number_id": phone_number_id,
+                "due_at": now + after_seconds,
+                "state": SCHEDULED,
+                "created_at": now,
+            },
         )
     else:
         connection.execute(
-            followups.update()
-            .where(followups.c.conversation_id == conversation_id)
-            .values(**values)
+            _PUSH_BACK,
+            {"conversation": conversation_id, "due": now + after_seconds, "now": now},
         )
     return True
 
 
 def cancel(connection: Connection, conversation_id: str) -> None:
     """The contact wrote: forget the conversation's follow-up (scheduled or fired)."""
-    connection.execute(followups.delete().where(followups.c.conversation_id == conversation_id))
+    connection.execute(_DELETE, {"conversation_id": conversation_id})
 
 
 def claim_due(connection: Connection, now: float | None = None) -> list[tuple[str, str | None]]:
@@ -82,6 +95,4 @@ def claim_due(connection: Connection, now: float | None = None) -> list[tuple[st
 
 def pending(connection: Connection, conversation_id: str) -> str | None:
     """The state of the conversation's follow-up, or None."""
-    return connection.execute(
-        sa.select(followups.c.state).where(followups.c.conversation_id == conversation_id)
-    ).scalar()
+    return connection.execute(_STATE_OF, {"conversation_id": conversation_id}).scalar()

@@ -52,18 +52,29 @@ class Screened:
     template_failure: str | None = None
 
 
+# Built once (every reply is screened): the contact's last window-opening message, from
+# any business number or from one.
+_LAST_INBOUND = (
+    sa.select(inbox.c.wa_timestamp, inbox.c.metadata_json)
+    .where(inbox.c.conversation_id == sa.bindparam("conversation_id"), inbox.c.opens_window)
+    .order_by(inbox.c.wa_timestamp.desc())
+    .limit(1)
+)
+_LAST_INBOUND_TO_NUMBER = _LAST_INBOUND.where(
+    inbox.c.phone_number_id == sa.bindparam("phone_number_id")
+)
+
+
 def _profile_name_and_last_inbound(
     connection: Connection, conversation_id: str, phone_number_id: str | None
 ) -> tuple[int | None, dict[str, Any]]:
-    condition = [inbox.c.conversation_id == conversation_id, inbox.c.opens_window]
-    if phone_number_id is not None:
-        condition.append(inbox.c.phone_number_id == phone_number_id)
-    row = connection.execute(
-        sa.select(inbox.c.wa_timestamp, inbox.c.metadata_json)
-        .where(*condition)
-        .order_by(inbox.c.wa_timestamp.desc())
-        .limit(1)
-    ).first()
+    if phone_number_id is None:
+        row = connection.execute(_LAST_INBOUND, {"conversation_id": conversation_id}).first()
+    else:
+        row = connection.execute(
+            _LAST_INBOUND_TO_NUMBER,
+            {"conversation_id": conversation_id, "phone_number_id": phone_number_id},
+        ).first()
     if row is None:
         return None, {}
     return row.wa_timestamp, json.loads(row.metadata_json)
@@ -87,12 +98,12 @@ class SendRules:
         self._template = closed_window_template
         self._clock = clock
 
-    async def window(
-        self, conversation_id: str, phone_number_id: str | None
+    def _window_in(
+        self, connection: Connection, conversation_id: str, phone_number_id: str | None
     ) -> tuple[WindowState, dict[str, Any]]:
         """The service window now, and the metadata of the contact's last message."""
-        last, metadata = await self._store.run(
-            lambda c: _profile_name_and_last_inbound(c, conversation_id, phone_number_id)
+        last, metadata = _profile_name_and_last_inbound(
+            connection, conversation_id, phone_number_id
         )
         facts = ConversationFacts(last_inbound_at=last)
         return window_state(facts, self._clock(), self._policy), metadata
@@ -104,10 +115,23 @@ class SendRules:
         messages: Sequence[OutboundMessage],
     ) -> Screened:
         """Split ``messages`` into what may be sent now and what must be held."""
+        return await self._store.run(
+            lambda c: self.screen_in(c, conversation_id, phone_number_id, messages)
+        )
+
+    def screen_in(
+        self,
+        connection: Connection,
+        conversation_id: str,
+        phone_number_id: str | None,
+        messages: Sequence[OutboundMessage],
+    ) -> Screened:
+        """:meth:`screen` inside the caller's transaction (the sender queues what passes in
+        the same one)."""
         free_form = [m for m in messages if m.kind is not OutboundKind.TEMPLATE]
         if not free_form:
             return Screened(tuple(messages))
-        window, metadata = await self.window(conversation_id, phone_number_id)
+        window, metadata = self._window_in(connection, conversation_id, phone_number_id)
         if window.open:
             return Screened(tuple(messages))
         templates = tuple(m for m in messages if m.kind is OutboundKind.TEMPLATE)
@@ -116,9 +140,11 @@ class SendRules:
             return Screened(templates, held)
         whatsapp = metadata.get("whatsapp", {})
         contact = ContactContext(profile_name=whatsapp.get("profile_name"), metadata=metadata)
-        catalogue = await self._store.run(lambda _c: self._resources.catalogue())
         prepared = prepare_template(
-            catalogue, self._template, contact, default_language=self._resources.default_language
+            self._resources.catalogue(),
+            self._template,
+            contact,
+            default_language=self._resources.default_language,
         )
         if isinstance(prepared, TemplateRefusal):
             logger.warning(

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import Connection
+
 from whatsapp_core import followups
 from whatsapp_core.config import ChannelConfig
 from whatsapp_core.graph_client import GraphClient
@@ -24,8 +26,8 @@ from whatsapp_core.media_upload import LocalMediaUploader
 from whatsapp_core.ordered import OrderedWorkers
 from whatsapp_core.outbound import OutboundKind, OutboundMessage
 from whatsapp_core.reopening import TemplateResources
-from whatsapp_core.send_rules import SendRules
-from whatsapp_core.store import OutboxItem, OutboxState, WhatsAppStore
+from whatsapp_core.send_rules import Screened, SendRules
+from whatsapp_core.store import OutboxItem, OutboxState, WhatsAppStore, replace_menu
 
 logger = logging.getLogger(__name__)
 
@@ -124,13 +126,19 @@ class OutboundSender:
         window become the re-engagement template or are held, with the reason on the
         timeline. A numbered menu among them is remembered for the conversation, so the
         contact's reply "2" maps back to the second option's payload. When the last
-        message asks something, a follow-up is scheduled.
+        message asks something, a follow-up is scheduled. All of it is one transaction.
         """
         phone_number_id = phone_number_id or self._default_phone_number_id
-        if self._rules is not None:
-            screened = await self._rules.screen(conversation_id, phone_number_id, messages)
+
+        def queue(connection: Connection) -> tuple[Screened, list[OutboxItem]]:
+            screened = (
+                self._rules.screen_in(connection, conversation_id, phone_number_id, messages)
+                if self._rules is not None
+                else Screened(tuple(messages))
+            )
             if screened.held:
-                await self._store.record_unsent(
+                self._store.insert_unsent(
+                    connection,
                     conversation_id,
                     phone_number_id,
                     recipient,
@@ -139,41 +147,45 @@ class OutboundSender:
                         for m, reason in screened.held
                     ],
                 )
-                logger.info(
-                    "WhatsApp: %d message(s) to %s held: %s",
-                    len(screened.held),
-                    mask_phone(recipient),
-                    screened.held[0][1],
-                )
-            if screened.template_failure is not None:
-                self._report_template_failure(
-                    conversation_id, phone_number_id, screened.template_failure
-                )
-            messages = screened.send
-        if not messages:
-            return []
-        queued = await self._store.enqueue_outbound(
-            conversation_id,
-            phone_number_id,
-            recipient,
-            [(message.kind.value, message.to_payload(recipient)) for message in messages],
-        )
-        for message in messages:
-            if message.menu is not None:
-                await self._store.save_menu(
-                    conversation_id,
-                    [
-                        {"number": o.number, "title": o.title, "payload": o.payload}
-                        for o in message.menu.options
-                    ],
-                )
-        self._submit(queued)
-        if self._follow_up_after > 0 and asks_something(messages[-1]):
-            await self._store.run(
-                lambda c: followups.schedule(
-                    c, conversation_id, phone_number_id, self._follow_up_after
-                )
+            sending = screened.send
+            if not sending:
+                return screened, []
+            queued = self._store.insert_outbound(
+                connection,
+                conversation_id,
+                phone_number_id,
+                recipient,
+                [(message.kind.value, message.to_payload(recipient)) for message in sending],
             )
+            for message in sending:
+                if message.menu is not None:
+                    replace_menu(
+                        connection,
+                        conversation_id,
+                        [
+                            {"number": o.number, "title": o.title, "payload": o.payload}
+                            for o in message.menu.options
+                        ],
+                    )
+            if self._follow_up_after > 0 and asks_something(sending[-1]):
+                followups.schedule(
+                    connection, conversation_id, phone_number_id, self._follow_up_after
+                )
+            return screened, queued
+
+        screened, queued = await self._store.run_short(queue)
+        if screened.held:
+            logger.info(
+                "WhatsApp: %d message(s) to %s held: %s",
+                len(screened.held),
+                mask_phone(recipient),
+                screened.held[0][1],
+            )
+        if screened.template_failure is not None:
+            self._report_template_failure(
+                conversation_id, phone_number_id, screened.template_failure
+            )
+        self._submit(queued)
         return queued
 
     def _report_template_failure(

@@ -9,6 +9,7 @@ from whatsapp_core.store import (
     InboxItem,
     OutboxState,
     StatusChange,
+    TurnDecision,
     WhatsAppStore,
 )
 
@@ -143,13 +144,12 @@ async def test_one_batch_moves_a_message_through_its_states_in_order(store, awai
     assert [r.state for r in await store.outbound_for("111")] == ["read", "read"]
 
 
-async def test_spooled_statuses_wait_for_another_writer_without_blocking_the_loop(
-    store, tmp_path
-):
-    (row,) = await store.enqueue_outbound("111", "pn", "111", [("text", {})])
-    await store.finish_outbound(row.id, state=OutboxState.SENT, wamid="wamid.l", attempts=1)
-    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process (Rasa's tracker store) writing
+async def waits_for_the_lock_with_the_loop_running(db_path, operation):
+    """Run ``operation()`` while another connection (Rasa's tracker store) holds SQLite's
+    write lock: it must wait, the event loop keep running, and it must finish once the
+    lock is released. Returns what it returned."""
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
     ticks = 0
 
     async def ticker() -> None:
@@ -159,18 +159,46 @@ async def test_spooled_statuses_wait_for_another_writer_without_blocking_the_loo
             await asyncio.sleep(0.01)
 
     ticking = asyncio.create_task(ticker())
-    applying = asyncio.create_task(
-        store.apply_statuses(
+    running = asyncio.create_task(operation())
+    try:
+        await asyncio.sleep(0.3)
+        assert not running.done()
+        assert ticks >= 15  # the loop kept running while the operation waited for the lock
+        other.execute("COMMIT")
+        return await asyncio.wait_for(running, 5)
+    finally:
+        ticking.cancel()
+        other.close()
+
+
+async def test_spooled_statuses_wait_for_another_writer_without_blocking_the_loop(
+    store, tmp_path
+):
+    (row,) = await store.enqueue_outbound("111", "pn", "111", [("text", {})])
+    await store.finish_outbound(row.id, state=OutboxState.SENT, wamid="wamid.l", attempts=1)
+    applied = await waits_for_the_lock_with_the_loop_running(
+        tmp_path / "store.db",
+        lambda: store.apply_statuses(
             [StatusChange("wamid.l", OutboxState.DELIVERED)], awaited_by_answer=False
-        )
+        ),
     )
-    await asyncio.sleep(0.3)
-    assert not applying.done()
-    assert ticks >= 15  # the loop kept running while the apply waited for the lock
-    other.execute("COMMIT")
-    other.close()
-    assert [a.moved for a in await asyncio.wait_for(applying, 5)] == [True]
-    ticking.cancel()
+    assert [a.moved for a in applied] == [True]
+
+
+async def test_turn_bookkeeping_waits_for_another_writer_without_blocking_the_loop(
+    store, tmp_path
+):
+    """On SQLite a turn's start and end run on the event loop (``run_short``)."""
+    await store.accept([item("wamid.t")])
+    start = await waits_for_the_lock_with_the_loop_running(
+        tmp_path / "store.db",
+        lambda: store.start_turn("111", ["wamid.t"], take_menu=True, lease_seconds=60),
+    )
+    assert start.decision is TurnDecision.RUN
+    await waits_for_the_lock_with_the_loop_running(
+        tmp_path / "store.db", lambda: store.mark_done("wamid.t")
+    )
+    assert await store.inbox_state("wamid.t") == "done"
 
 
 async def test_sent_but_never_delivered_is_flagged_stuck_once(store):

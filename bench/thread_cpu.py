@@ -1,0 +1,116 @@
+"""CPU of ``rasa run`` per message, by thread and user/system, REST against WhatsApp
+(diagnostics only; no docs written).
+
+    .venv/bin/python -m bench.thread_cpu --rounds 3
+    .venv/bin/python -m bench.thread_cpu --pin      # rasa run on CPU 0, the rest on CPU 1
+
+Each round runs 32 clients through REST and through the WhatsApp channel's ingress
+process (order rotated) on one stack and prints, per channel, msg/s and the CPU
+milliseconds per message of every thread of ``rasa run`` (from
+``/proc/<pid>/task/<tid>/stat``), split into user and system time. ``--pin`` puts every
+thread of ``rasa run`` on CPU 0 and every other process of the stack (ingress process,
+simulator, action server, this load generator) on CPU 1, to see what preemption by the
+harness costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import statistics
+import sys
+from pathlib import Path
+
+from bench.cpu import TICKS
+from bench.run import Bench
+from bench.stack import Stack
+
+
+def thread_ticks(pid: int) -> dict[str, tuple[int, int]]:
+    """``{thread: (user ticks, system ticks)}``; Python 3.10 names no OS thread, so threads
+    are told apart by id (the main thread's is the pid)."""
+    totals: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        after = text.rsplit(")", 1)[1].split()
+        name = "main thread" if int(task.name) == pid else f"thread {task.name}"
+        totals[name][0] += int(after[11])
+        totals[name][1] += int(after[12])
+    return {name: (user, system) for name, (user, system) in totals.items()}
+
+
+def pin(stack: Stack) -> None:
+    """``rasa run`` (all threads) on CPU 0; the ingress process, helpers and us on CPU 1."""
+    for task in Path(f"/proc/{stack.node.pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {0})
+    others = [stack.sim._process.pid, os.getpid()]
+    if stack.actions is not None:
+        others.append(stack.actions.pid)
+    if stack.ingress_pid() is not None:
+        others.append(stack.ingress_pid())
+    for pid in others:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), {1})
+
+
+def measure(bench: Bench, channel: str, pid: int, per_client: int) -> dict:
+    before = thread_ticks(pid)
+    result = getattr(bench, channel)(32, per_client, "tcpu")
+    after = thread_ticks(pid)
+    messages = result["messages"]
+    per_thread = {
+        name: tuple(
+            (after[name][i] - before.get(name, (0, 0))[i]) / TICKS * 1000 / messages
+            for i in (0, 1)
+        )
+        for name in after
+    }
+    return {"throughput": result["throughput"], "threads": per_thread}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--per-client", type=int, default=10)
+    parser.add_argument("--pin", action="store_true")
+    parser.add_argument("--option", action="append", default=[],
+                        help="extra WhatsApp credentials key=value")
+    args = parser.parse_args()
+    options = dict(option.split("=", 1) for option in args.option)
+    channels = ["rest", "whatsapp_ingress"]
+    results: dict[str, list[dict]] = {c: [] for c in channels}
+    with Stack.start(ingress=True, whatsapp_extra=options) as stack:
+        bench = Bench(stack, print)
+        if args.pin:
+            pin(stack)
+        for channel in channels:
+            getattr(bench, channel)(8, 4, "warm")
+        bench.settle()
+        for round_ in range(args.rounds):
+            order = channels if round_ % 2 == 0 else channels[::-1]
+            for channel in order:
+                results[channel].append(measure(bench, channel, stack.node.pid, args.per_client))
+                bench.settle()
+    for channel, rounds in results.items():
+        print(f"== {channel}: msg/s "
+              + " ".join(f"{r['throughput']:.1f}" for r in rounds))
+        names = sorted({n for r in rounds for n in r["threads"]})
+        for name in names:
+            user = statistics.median(r["threads"].get(name, (0, 0))[0] for r in rounds)
+            system = statistics.median(r["threads"].get(name, (0, 0))[1] for r in rounds)
+            if user + system >= 0.05:
+                print(f"  {name:28s} user {user:6.2f}  sys {system:5.2f} ms/msg")
+        total = [sum(u + s for u, s in r["threads"].values()) for r in rounds]
+        print(f"  total {statistics.median(total):.2f} ms/msg ({min(total):.2f}-{max(total):.2f})")
+    ratios = [w["throughput"] / r["throughput"]
+              for w, r in zip(results["whatsapp_ingress"], results["rest"], strict=True)]
+    print("whatsapp_ingress / rest: " + " ".join(f"{x:.2f}" for x in ratios))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -71,7 +71,7 @@ async def measure(variant: str, count: int) -> str:
     })
     store = WhatsAppStore(config.store_url, instance_id="bench")
     if variant == "thread":
-        store._loop_engine = None  # apply_statuses falls back to the store's thread
+        store._loop_writer = None  # apply_statuses falls back to the store's thread
     spool = StatusSpool(config.status_spool_dir)
     acceptor = WebhookAcceptor(config, store, spool)
     if variant in ("full", "thread"):

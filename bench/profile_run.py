@@ -7,7 +7,8 @@
 
 Writes collapsed stacks to bench/results/profile-<channel>.txt and prints the functions
 with the largest inclusive share of samples, per thread (py-spy ``--threads``);
-``--spy-ingress`` profiles the ingress process instead of ``rasa run``.
+``--spy-ingress`` profiles the ingress process instead of ``rasa run``; ``--wall`` samples
+wall time (idle and waiting included) instead of GIL-holding samples.
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ def main() -> int:
     )
     parser.add_argument("--spy-ingress", action="store_true",
                         help="profile the ingress process instead of rasa run")
+    parser.add_argument("--wall", action="store_true",
+                        help="sample wall time, idle and waiting included (where a thread "
+                        "waits), instead of GIL-holding samples")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--per-client", type=int, default=15)
     parser.add_argument("--rate", type=int, default=200)
@@ -131,6 +135,8 @@ def main() -> int:
     ingress = args.channel.endswith("_ingress")
     if args.spy_ingress:
         out = out.with_name(out.stem + "-ingress-process.txt")
+    if args.wall:
+        out = out.with_name(out.stem + "-wall.txt")
     with Stack.start(
         facebook=args.channel == "facebook", rasa_env=env, whatsapp_extra=options,
         ingress=ingress,
@@ -147,7 +153,8 @@ def main() -> int:
         pid = stack.node.ingress_pid() if args.spy_ingress else stack.rasa.pid
         spy = subprocess.Popen(
             [str(BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
-             "--threads", "--gil", "--rate", str(args.rate), "--output", str(out), "--nonblocking"],
+             "--threads", "--idle" if args.wall else "--gil", "--rate", str(args.rate),
+             "--output", str(out), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
         time.sleep(1.0)

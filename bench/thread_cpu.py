@@ -3,6 +3,7 @@
 
     .venv/bin/python -m bench.thread_cpu --rounds 3
     .venv/bin/python -m bench.thread_cpu --pin      # rasa run on CPU 0, the rest on CPU 1
+    .venv/bin/python -m bench.thread_cpu --pin --with-metadata   # + REST with WhatsApp's metadata
 
 Each round runs 32 clients through REST and through the WhatsApp channel's ingress
 process (order rotated) on one stack and prints, per channel, msg/s and the CPU
@@ -58,8 +59,9 @@ def pin(stack: Stack) -> None:
 
 
 def measure(bench: Bench, channel: str, pid: int, per_client: int) -> dict:
+    bench.rest_metadata = channel == REST_WITH_METADATA
     before = thread_ticks(pid)
-    result = getattr(bench, channel)(32, per_client, "tcpu")
+    result = getattr(bench, channel.split("+")[0])(32, per_client, "tcpu")
     after = thread_ticks(pid)
     messages = result["messages"]
     per_thread = {
@@ -72,26 +74,32 @@ def measure(bench: Bench, channel: str, pid: int, per_client: int) -> dict:
     return {"throughput": result["throughput"], "threads": per_thread}
 
 
+REST_WITH_METADATA = "rest+whatsapp_metadata"
+"""REST messages carrying the metadata the WhatsApp channel gives its messages."""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-client", type=int, default=10)
     parser.add_argument("--pin", action="store_true")
+    parser.add_argument("--with-metadata", action="store_true",
+                        help=f"also measure {REST_WITH_METADATA}")
     parser.add_argument("--option", action="append", default=[],
                         help="extra WhatsApp credentials key=value")
     args = parser.parse_args()
     options = dict(option.split("=", 1) for option in args.option)
-    channels = ["rest", "whatsapp_ingress"]
+    channels = ["rest", "whatsapp_ingress"] + ([REST_WITH_METADATA] if args.with_metadata else [])
     results: dict[str, list[dict]] = {c: [] for c in channels}
     with Stack.start(ingress=True, whatsapp_extra=options) as stack:
         bench = Bench(stack, print)
         if args.pin:
             pin(stack)
-        for channel in channels:
+        for channel in channels[:2]:
             getattr(bench, channel)(8, 4, "warm")
         bench.settle()
         for round_ in range(args.rounds):
-            order = channels if round_ % 2 == 0 else channels[::-1]
+            order = channels[round_ % len(channels):] + channels[: round_ % len(channels)]
             for channel in order:
                 results[channel].append(measure(bench, channel, stack.node.pid, args.per_client))
                 bench.settle()

@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -65,9 +64,11 @@ _LAST_INBOUND_TO_NUMBER = _LAST_INBOUND.where(
 )
 
 
-def _profile_name_and_last_inbound(
+def _last_inbound(
     connection: Connection, conversation_id: str, phone_number_id: str | None
-) -> tuple[int | None, dict[str, Any]]:
+) -> tuple[int | None, str]:
+    """WhatsApp timestamp and metadata (JSON, parsed only when a template needs it) of the
+    contact's last window-opening message; ``(None, "{}")`` when there is none."""
     if phone_number_id is None:
         row = connection.execute(_LAST_INBOUND, {"conversation_id": conversation_id}).first()
     else:
@@ -76,8 +77,8 @@ def _profile_name_and_last_inbound(
             {"conversation_id": conversation_id, "phone_number_id": phone_number_id},
         ).first()
     if row is None:
-        return None, {}
-    return row.wa_timestamp, json.loads(row.metadata_json)
+        return None, "{}"
+    return row.wa_timestamp, row.metadata_json
 
 
 class SendRules:
@@ -100,13 +101,11 @@ class SendRules:
 
     def _window_in(
         self, connection: Connection, conversation_id: str, phone_number_id: str | None
-    ) -> tuple[WindowState, dict[str, Any]]:
-        """The service window now, and the metadata of the contact's last message."""
-        last, metadata = _profile_name_and_last_inbound(
-            connection, conversation_id, phone_number_id
-        )
+    ) -> tuple[WindowState, str]:
+        """The service window now, and the metadata (JSON) of the contact's last message."""
+        last, metadata_json = _last_inbound(connection, conversation_id, phone_number_id)
         facts = ConversationFacts(last_inbound_at=last)
-        return window_state(facts, self._clock(), self._policy), metadata
+        return window_state(facts, self._clock(), self._policy), metadata_json
 
     async def screen(
         self,
@@ -131,13 +130,14 @@ class SendRules:
         free_form = [m for m in messages if m.kind is not OutboundKind.TEMPLATE]
         if not free_form:
             return Screened(tuple(messages))
-        window, metadata = self._window_in(connection, conversation_id, phone_number_id)
+        window, metadata_json = self._window_in(connection, conversation_id, phone_number_id)
         if window.open:
             return Screened(tuple(messages))
         templates = tuple(m for m in messages if m.kind is OutboundKind.TEMPLATE)
         held = tuple((m, WINDOW_CLOSED) for m in free_form)
         if self._template is None or templates:
             return Screened(templates, held)
+        metadata = json.loads(metadata_json)
         whatsapp = metadata.get("whatsapp", {})
         contact = ContactContext(profile_name=whatsapp.get("profile_name"), metadata=metadata)
         prepared = prepare_template(
@@ -166,7 +166,7 @@ class SendRules:
             template = self._resources.catalogue().get(name)
             category = template.category if template is not None else DEFAULT_CATEGORY
             card = self._resources.rate_card()
-            last_inbound_at, _ = _profile_name_and_last_inbound(connection, conversation_id, None)
+            last_inbound_at, _ = _last_inbound(connection, conversation_id, None)
             facts = ConversationFacts(last_inbound_at=last_inbound_at)
             window = window_state(facts, self._clock(), self._policy)
             result = ledger.reserve(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -226,16 +227,65 @@ def create_engine(url: str, *, busy_timeout_ms: int = 10_000, checkpoints: bool 
     return sa.create_engine(url, future=True, pool_pre_ping=True)
 
 
-def _sqlite_locked(error: BaseException) -> bool:
-    return isinstance(error, sa.exc.OperationalError) and "database is locked" in str(error)
+class _Locked:
+    """What :meth:`_SqliteWriter.try_transaction` returns while another connection writes."""
+
+
+_LOCKED = _Locked()
+LOCK_WAIT_SECONDS = 10.0
+"""How long a write transaction waits for SQLite's lock before giving up."""
+
+
+class _SqliteWriter:
+    """SQLite write transactions made one at a time by one thread (the event loop, or the
+    ingress thread), on one connection kept open: no pool check-out and reset each time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    def try_transaction(self, fn: Callable[[Connection], T]) -> T | _Locked:
+        """``fn`` in one transaction that takes the write lock first (``BEGIN IMMEDIATE``,
+        on the driver's connection): while another connection holds the lock,
+        :data:`_LOCKED` at once, before ``fn`` did any work and without the cost of an
+        error wrapped by SQLAlchemy. ``fn`` reads and writes under the lock (serialized)."""
+        connection = self._connection
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self._connection = self._engine.connect()
+        try:
+            connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            return _LOCKED
+        with connection.begin():
+            return fn(connection)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._engine.dispose()
+
+
+def _lock_timeout() -> sa.exc.OperationalError:
+    return sa.exc.OperationalError(
+        "BEGIN IMMEDIATE",
+        None,
+        sqlite3.OperationalError(f"database is locked for over {LOCK_WAIT_SECONDS:.0f} s"),
+    )
 
 
 # Statements of the turn path (turn start, replies, turn end), built once: building and
 # caching a statement costs several times what SQLite spends executing it.
 _ACCEPTED_IN_CONVERSATION = (
-    sa.select(inbox)
+    sa.select(inbox.c.message_id, inbox.c.owner, inbox.c.claimed_at, inbox.c.attempts)
     .where(inbox.c.conversation_id == sa.bindparam("conversation_id"))
     .where(inbox.c.state == InboxState.ACCEPTED.value)
+    .order_by(inbox.c.wa_timestamp, inbox.c.received_at)
+)
+_INBOX_ROWS = (
+    sa.select(inbox)
+    .where(inbox.c.message_id.in_(sa.bindparam("message_ids", expanding=True)))
     .order_by(inbox.c.wa_timestamp, inbox.c.received_at)
 )
 _INBOX_STATE = sa.select(inbox.c.state).where(inbox.c.message_id == sa.bindparam("message_id"))
@@ -272,16 +322,18 @@ class WhatsAppStore:
         self.url = url
         self.instance_id = instance_id
         self._engine = create_engine(url)
-        # The ingress thread (what webhook answers wait for) does not use SQLite's busy
-        # handler, which sleeps 1, 2, 5, 10, 15, 20, 25... ms while another process (Rasa's
-        # tracker store) holds the write lock: it polls every 0.5 ms instead.
-        self._sqlite = self._engine.dialect.name == "sqlite"
-        self._ingress_engine = (
-            create_engine(url, busy_timeout_ms=0) if self._sqlite else self._engine
+        # On SQLite, the ingress thread (what webhook answers wait for) does not use
+        # SQLite's busy handler, which sleeps 1, 2, 5, 10, 15, 20, 25... ms while another
+        # process (Rasa's tracker store) holds the write lock: it polls every 0.5 ms
+        # instead. Short transactions run on the event loop itself (:meth:`_run_on_loop`).
+        sqlite = self._engine.dialect.name == "sqlite"
+        self._ingress_writer = (
+            _SqliteWriter(create_engine(url, busy_timeout_ms=0)) if sqlite else None
         )
-        # SQLite transactions run on the event loop itself (:meth:`_run_on_loop`).
-        self._loop_engine = (
-            create_engine(url, busy_timeout_ms=0, checkpoints=False) if self._sqlite else None
+        self._loop_writer = (
+            _SqliteWriter(create_engine(url, busy_timeout_ms=0, checkpoints=False))
+            if sqlite
+            else None
         )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatsapp-store")
         self._ingress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatsapp-ingress")
@@ -307,7 +359,7 @@ class WhatsAppStore:
         thread (about 0.3 ms of CPU per transaction, measured). ``fn`` may be run again
         after a lock conflict rolled it back, so it must not act outside the transaction.
         Elsewhere (PostgreSQL: a network round trip) it is :meth:`run`."""
-        if self._loop_engine is not None:
+        if self._loop_writer is not None:
             return await self._run_on_loop(fn)
         return await self.run(fn)
 
@@ -315,9 +367,9 @@ class WhatsAppStore:
         """Stop the store's threads and close its connections."""
         self._ingress.shutdown(wait=True)
         self._executor.shutdown(wait=True)
-        if self._loop_engine is not None:
-            self._loop_engine.dispose()
-        self._ingress_engine.dispose()
+        for writer in (self._loop_writer, self._ingress_writer):
+            if writer is not None:
+                writer.close()
         self._engine.dispose()
 
     async def _run_on_loop(self, fn: Callable[[Connection], T]) -> T:
@@ -327,18 +379,17 @@ class WhatsAppStore:
         30 us of CPU per status applied, measured) at the price of the loop running the
         transaction: keep ``fn`` to a few milliseconds. Never waits for the database lock
         with the loop blocked: while another writer holds it, sleeps (asynchronously) and
-        tries again, for up to 10 s. Its connections never checkpoint the WAL (an fsync);
-        the store's other connections and Rasa's tracker store do.
+        tries again, for up to 10 s. Its connection (one, kept open) never checkpoints the
+        WAL (an fsync); the store's other connections and Rasa's tracker store do.
         """
-        engine: Engine = self._loop_engine  # type: ignore[assignment] - SQLite only
-        deadline = time.monotonic() + 10.0
+        writer: _SqliteWriter = self._loop_writer  # type: ignore[assignment] - SQLite only
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
-            try:
-                with engine.begin() as connection:
-                    return fn(connection)
-            except sa.exc.OperationalError as error:
-                if not _sqlite_locked(error) or time.monotonic() > deadline:
-                    raise
+            result = writer.try_transaction(fn)
+            if not isinstance(result, _Locked):
+                return result
+            if time.monotonic() > deadline:
+                raise _lock_timeout()
             await asyncio.sleep(LOCK_POLL_SECONDS)
 
     async def run_batched(self, fn: Callable[[Connection], T]) -> T:
@@ -389,16 +440,18 @@ class WhatsAppStore:
                 loop.call_soon_threadsafe(_set_result, future, result)
 
     def _ingress_transaction(self, fn: Callable[[Connection], T]) -> T:
-        """``fn`` in one transaction of the ingress thread; on SQLite, retried every
+        """``fn`` in one transaction of the ingress thread; on SQLite, tried again every
         ``LOCK_POLL_SECONDS`` while another writer holds the lock (up to 10 s)."""
-        deadline = time.monotonic() + 10.0
+        if self._ingress_writer is None:
+            with self._engine.begin() as connection:
+                return fn(connection)
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
-            try:
-                with self._ingress_engine.begin() as connection:
-                    return fn(connection)
-            except sa.exc.OperationalError as error:
-                if not (self._sqlite and _sqlite_locked(error)) or time.monotonic() > deadline:
-                    raise
+            result = self._ingress_writer.try_transaction(fn)
+            if not isinstance(result, _Locked):
+                return result
+            if time.monotonic() > deadline:
+                raise _lock_timeout()
             time.sleep(LOCK_POLL_SECONDS)
 
     def _insert_new(self, connection: Connection, items: Sequence[InboxItem]) -> list[InboxItem]:
@@ -686,7 +739,7 @@ class WhatsAppStore:
         now = time.time()
         if awaited_by_answer:
             return await self.run_batched(lambda c: _apply_statuses(c, updates, now))
-        if self._loop_engine is None:
+        if self._loop_writer is None:
             return await self.run(lambda c: _apply_statuses(c, updates, now))
         applied: list[AppliedStatus] = []
         for start in range(0, len(updates), LOOP_CHUNK):
@@ -790,21 +843,24 @@ class WhatsAppStore:
             position = next((i for i, row in enumerate(rows) if row.message_id in mine), None)
             if position is None or rows[position].owner != self.instance_id:
                 return TurnStart(TurnDecision.SKIP)
-            earlier: list[InboxItem] = []
+            earlier: list[str] = []
             for row in rows[:position]:
                 if row.owner == self.instance_id:
-                    earlier.append(_inbox_item(row))
+                    earlier.append(row.message_id)
                 elif row.claimed_at >= now - lease_seconds:
                     return TurnStart(TurnDecision.WAIT)
                 elif self._take_over(connection, row, now, max_attempts):
-                    earlier.append(_inbox_item(row))
+                    earlier.append(row.message_id)
                 elif (
                     connection.execute(_INBOX_STATE, {"message_id": row.message_id}).scalar()
                     == InboxState.ACCEPTED.value
                 ):
                     return TurnStart(TurnDecision.WAIT)  # another instance took it over first
             if earlier:
-                return TurnStart(TurnDecision.EARLIER_FIRST, earlier=tuple(earlier))
+                full = connection.execute(_INBOX_ROWS, {"message_ids": earlier})
+                return TurnStart(
+                    TurnDecision.EARLIER_FIRST, earlier=tuple(_inbox_item(row) for row in full)
+                )
             connection.execute(
                 _RENEW_TURN,
                 {"message_ids": list(message_ids), "instance_id": self.instance_id, "now": now},

@@ -286,3 +286,14 @@ async def test_insert_many_returns_only_the_new_keys(store, monkeypatch, multi_r
 
     monkeypatch.setattr(schema, "_SQLITE_RETURNING", multi_row)
     await check_insert_many_returns_only_the_new_keys(store)
+
+
+async def test_a_turn_after_unfinished_earlier_messages_gets_them_whole_and_in_order(store):
+    await store.accept([item("wamid.3", ts=3), item("wamid.1", ts=1), item("wamid.2", ts=2)])
+    start = await store.start_turn("111", ["wamid.3"], take_menu=False, lease_seconds=60)
+    assert start.decision is TurnDecision.EARLIER_FIRST
+    assert start.earlier == (item("wamid.1", ts=1), item("wamid.2", ts=2))
+    await store.mark_done("wamid.1")
+    await store.mark_done("wamid.2")
+    start = await store.start_turn("111", ["wamid.3"], take_menu=False, lease_seconds=60)
+    assert start.decision is TurnDecision.RUN

@@ -306,6 +306,7 @@ _MENU_OF = sa.select(menus.c.options_json).where(
 )
 _DELETE_MENU = menus.delete().where(menus.c.conversation_id == sa.bindparam("conversation_id"))
 _INSERT_OUTBOX = outbox.insert()
+_FINISH_OUTBOX = outbox.update().where(outbox.c.id == sa.bindparam("outbox_id"))
 _INSERT_MENU = menus.insert()
 
 
@@ -656,21 +657,17 @@ class WhatsAppStore:
         error_details: str | None = None,
     ) -> None:
         """Record the outcome of sending one outbox row."""
-        await self.run(
-            lambda c: c.execute(
-                outbox.update()
-                .where(outbox.c.id == outbox_id)
-                .values(
-                    state=state.value,
-                    wamid=wamid,
-                    attempts=attempts,
-                    error_code=error_code,
-                    error_title=error_title,
-                    error_details=error_details,
-                    updated_at=time.time(),
-                )
-            )
-        )
+        outcome = {
+            "outbox_id": outbox_id,
+            "state": state.value,
+            "wamid": wamid,
+            "attempts": attempts,
+            "error_code": error_code,
+            "error_title": error_title,
+            "error_details": error_details,
+            "updated_at": time.time(),
+        }
+        await self.run_short(lambda c: c.execute(_FINISH_OUTBOX, outcome))
 
     async def renew_outbound(self, outbox_ids: Sequence[int]) -> None:
         """Renew this process's claim on queued outbox rows it still holds (see

@@ -4,9 +4,13 @@ One database, reached through SQLAlchemy with the URL the Rasa tracker store use
 (SQLite file by default, PostgreSQL when scaled out), so every ``rasa run`` instance
 sees the same world. Nothing that matters lives only in process memory.
 
-All calls are ``async`` and run on one dedicated thread, so the asyncio event loop
-never waits on the database. Inbox inserts that arrive together (a burst of
-webhooks) are written in one transaction: one commit for many acks.
+All calls are ``async``; the event loop never waits for the database. They run on the
+store's threads, except short write transactions on SQLite (a bot turn's start, its
+replies and its end; spooled statuses), which run on the event loop as Rasa's own SQL
+tracker store does on that file: they take SQLite's write lock first and, while another
+connection holds it, sleep asynchronously and try again (:meth:`WhatsAppStore.run_short`).
+Inbox inserts that arrive together (a burst of webhooks) are written in one transaction:
+one commit for many acks.
 
 Contracts:
 
@@ -312,11 +316,12 @@ _INSERT_MENU = menus.insert()
 
 class WhatsAppStore:
     """Async facade over the SQL tables; calls run on one of the store's threads, except
-    spooled statuses on SQLite (see :meth:`apply_statuses`).
+    short transactions on SQLite (:meth:`run_short`, :meth:`apply_statuses`), which run on
+    the event loop.
 
     Two threads: the ingress thread writes what a webhook answer waits for (inbox inserts
     and status updates, batched: one transaction for everything that arrived together),
-    so an ack never queues behind the bookkeeping of bot turns, which runs on the other.
+    so an ack never queues behind other work, which runs on the other.
     """
 
     def __init__(self, url: str, *, instance_id: str) -> None:

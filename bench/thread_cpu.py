@@ -8,7 +8,8 @@
 Each round runs 32 clients through REST and through the WhatsApp channel's ingress
 process (order rotated) on one stack and prints, per channel, msg/s and the CPU
 milliseconds per message of every thread of ``rasa run`` (from
-``/proc/<pid>/task/<tid>/stat``), split into user and system time. ``--pin`` puts every
+``/proc/<pid>/task/<tid>/stat``), split into user and system time, and the time each
+waited runnable for a CPU (``schedstat``: preempted by other processes). ``--pin`` puts every
 thread of ``rasa run`` on CPU 0 and every other process of the stack (ingress process,
 simulator, action server, this load generator) on CPU 1, to see what preemption by the
 harness costs.
@@ -17,7 +18,6 @@ harness costs.
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import statistics
 import sys
@@ -28,20 +28,24 @@ from bench.run import Bench
 from bench.stack import Stack
 
 
-def thread_ticks(pid: int) -> dict[str, tuple[int, int]]:
-    """``{thread: (user ticks, system ticks)}``; Python 3.10 names no OS thread, so threads
-    are told apart by id (the main thread's is the pid)."""
-    totals: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+def thread_times(pid: int) -> dict[str, tuple[float, float, float]]:
+    """``{thread: (user ms, system ms, ms runnable but waiting for a CPU)}``; the wait is
+    the run-queue delay of ``/proc/.../schedstat`` (time preempted or not yet scheduled).
+    Python 3.10 names no OS thread, so threads are told apart by id (the main thread's
+    is the pid)."""
+    totals: dict[str, tuple[float, float, float]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             text = (task / "stat").read_text()
+            waited_ns = int((task / "schedstat").read_text().split()[1])
         except (FileNotFoundError, ProcessLookupError):
             continue
         after = text.rsplit(")", 1)[1].split()
         name = "main thread" if int(task.name) == pid else f"thread {task.name}"
-        totals[name][0] += int(after[11])
-        totals[name][1] += int(after[12])
-    return {name: (user, system) for name, (user, system) in totals.items()}
+        totals[name] = (
+            int(after[11]) / TICKS * 1000, int(after[12]) / TICKS * 1000, waited_ns / 1e6
+        )
+    return totals
 
 
 def pin(stack: Stack) -> None:
@@ -60,14 +64,14 @@ def pin(stack: Stack) -> None:
 
 def measure(bench: Bench, channel: str, pid: int, per_client: int) -> dict:
     bench.rest_metadata = channel == REST_WITH_METADATA
-    before = thread_ticks(pid)
+    before = thread_times(pid)
     result = getattr(bench, channel.split("+")[0])(32, per_client, "tcpu")
-    after = thread_ticks(pid)
+    after = thread_times(pid)
     messages = result["messages"]
     per_thread = {
         name: tuple(
-            (after[name][i] - before.get(name, (0, 0))[i]) / TICKS * 1000 / messages
-            for i in (0, 1)
+            (after[name][i] - before.get(name, (0.0, 0.0, 0.0))[i]) / messages
+            for i in range(3)
         )
         for name in after
     }
@@ -108,11 +112,14 @@ def main() -> int:
               + " ".join(f"{r['throughput']:.1f}" for r in rounds))
         names = sorted({n for r in rounds for n in r["threads"]})
         for name in names:
-            user = statistics.median(r["threads"].get(name, (0, 0))[0] for r in rounds)
-            system = statistics.median(r["threads"].get(name, (0, 0))[1] for r in rounds)
+            user, system, waited = (
+                statistics.median(r["threads"].get(name, (0, 0, 0))[i] for r in rounds)
+                for i in range(3)
+            )
             if user + system >= 0.05:
-                print(f"  {name:28s} user {user:6.2f}  sys {system:5.2f} ms/msg")
-        total = [sum(u + s for u, s in r["threads"].values()) for r in rounds]
+                print(f"  {name:28s} user {user:6.2f}  sys {system:5.2f}  "
+                      f"waiting for a CPU {waited:5.2f} ms/msg")
+        total = [sum(u + s for u, s, _ in r["threads"].values()) for r in rounds]
         print(f"  total {statistics.median(total):.2f} ms/msg ({min(total):.2f}-{max(total):.2f})")
     ratios = [w["throughput"] / r["throughput"]
               for w, r in zip(results["whatsapp_ingress"], results["rest"], strict=True)]

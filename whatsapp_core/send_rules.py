@@ -32,7 +32,12 @@ from whatsapp_core.outbound import OutboundKind, OutboundMessage
 from whatsapp_core.reopening import TemplateResources
 from whatsapp_core.schema import inbox
 from whatsapp_core.store import WhatsAppStore
-from whatsapp_core.templates import ContactContext, TemplateRefusal, prepare_template
+from whatsapp_core.templates import (
+    ContactContext,
+    TemplateCatalogue,
+    TemplateRefusal,
+    prepare_template,
+)
 from whatsapp_core.window import ConversationFacts, WindowPolicy, WindowState, window_state
 
 logger = logging.getLogger(__name__)
@@ -44,11 +49,15 @@ DEFAULT_CATEGORY = "MARKETING"
 
 @dataclass(frozen=True, slots=True)
 class Screened:
-    """What may be queued, what is held (with why), and a template failure to report."""
+    """What may be queued, what is held (with why), and a template failure to report.
+
+    ``needs_catalogue``: the window is closed and the re-engagement template must be
+    prepared; screen again with the template catalogue (nothing else is decided)."""
 
     send: tuple[OutboundMessage, ...]
     held: tuple[tuple[OutboundMessage, str], ...] = ()
     template_failure: str | None = None
+    needs_catalogue: bool = False
 
 
 # Built once (every reply is screened): the contact's last window-opening message, from
@@ -114,9 +123,19 @@ class SendRules:
         messages: Sequence[OutboundMessage],
     ) -> Screened:
         """Split ``messages`` into what may be sent now and what must be held."""
-        return await self._store.run(
+        screened = await self._store.run(
             lambda c: self.screen_in(c, conversation_id, phone_number_id, messages)
         )
+        if not screened.needs_catalogue:
+            return screened
+        catalogue = await self.catalogue()
+        return await self._store.run(
+            lambda c: self.screen_in(c, conversation_id, phone_number_id, messages, catalogue)
+        )
+
+    async def catalogue(self) -> TemplateCatalogue:
+        """The template catalogue, read on the store's thread (a file and a query)."""
+        return await self._store.run(lambda _c: self._resources.catalogue())
 
     def screen_in(
         self,
@@ -124,9 +143,11 @@ class SendRules:
         conversation_id: str,
         phone_number_id: str | None,
         messages: Sequence[OutboundMessage],
+        catalogue: TemplateCatalogue | None = None,
     ) -> Screened:
         """:meth:`screen` inside the caller's transaction (the sender queues what passes in
-        the same one)."""
+        the same one). Reads no file: without ``catalogue``, a closed window that needs
+        the re-engagement template gives ``needs_catalogue``."""
         free_form = [m for m in messages if m.kind is not OutboundKind.TEMPLATE]
         if not free_form:
             return Screened(tuple(messages))
@@ -137,14 +158,13 @@ class SendRules:
         held = tuple((m, WINDOW_CLOSED) for m in free_form)
         if self._template is None or templates:
             return Screened(templates, held)
+        if catalogue is None:
+            return Screened((), needs_catalogue=True)
         metadata = json.loads(metadata_json)
         whatsapp = metadata.get("whatsapp", {})
         contact = ContactContext(profile_name=whatsapp.get("profile_name"), metadata=metadata)
         prepared = prepare_template(
-            self._resources.catalogue(),
-            self._template,
-            contact,
-            default_language=self._resources.default_language,
+            catalogue, self._template, contact, default_language=self._resources.default_language
         )
         if isinstance(prepared, TemplateRefusal):
             logger.warning(

@@ -28,6 +28,7 @@ from whatsapp_core.outbound import OutboundKind, OutboundMessage
 from whatsapp_core.reopening import TemplateResources
 from whatsapp_core.send_rules import Screened, SendRules
 from whatsapp_core.store import OutboxItem, OutboxState, WhatsAppStore, replace_menu
+from whatsapp_core.templates import TemplateCatalogue
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +131,18 @@ class OutboundSender:
         """
         phone_number_id = phone_number_id or self._default_phone_number_id
 
-        def queue(connection: Connection) -> tuple[Screened, list[OutboxItem]]:
+        def queue(
+            connection: Connection, catalogue: TemplateCatalogue | None
+        ) -> tuple[Screened, list[OutboxItem]]:
             screened = (
-                self._rules.screen_in(connection, conversation_id, phone_number_id, messages)
+                self._rules.screen_in(
+                    connection, conversation_id, phone_number_id, messages, catalogue
+                )
                 if self._rules is not None
                 else Screened(tuple(messages))
             )
+            if screened.needs_catalogue:
+                return screened, []
             if screened.held:
                 self._store.insert_unsent(
                     connection,
@@ -173,7 +180,12 @@ class OutboundSender:
                 )
             return screened, queued
 
-        screened, queued = await self._store.run_short(queue)
+        screened, queued = await self._store.run_short(lambda c: queue(c, None))
+        if screened.needs_catalogue and self._rules is not None:
+            # the window is closed: the template is prepared from the catalogue, which
+            # is read off the event loop, then the reply is screened again
+            catalogue = await self._rules.catalogue()
+            screened, queued = await self._store.run_short(lambda c: queue(c, catalogue))
         if screened.held:
             logger.info(
                 "WhatsApp: %d message(s) to %s held: %s",

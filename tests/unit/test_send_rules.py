@@ -8,6 +8,7 @@ from whatsapp_core import ledger
 from whatsapp_core.outbound import OutboundKind, build_messages
 from whatsapp_core.reopening import TemplateResources
 from whatsapp_core.send_rules import WINDOW_CLOSED, SendRules
+from whatsapp_core.sender import OutboundSender
 from whatsapp_core.store import InboxItem, WhatsAppStore
 from whatsapp_core.template_status import record_status
 
@@ -124,3 +125,34 @@ async def test_utility_template_inside_the_window_reserves_nothing(store):
     assert await rules.reserve(4, CONTACT, payload) is None
     assert (await store.run(ledger.balance)).reserved == 0
 
+
+
+async def test_screening_inside_a_transaction_reads_no_file_and_asks_for_the_catalogue(store):
+    """The sender screens inside a short transaction (on the event loop on SQLite): the
+    catalogue file is read outside it, and only when a closed window needs the template."""
+    await contact_wrote(store, 30 * 3600)
+    rules = rules_for(store)
+    messages = build_messages({"text": "x"})
+    first = await store.run(lambda c: rules.screen_in(c, CONTACT, "pn", messages))
+    assert first.needs_catalogue and first.send == () and first.held == ()
+    catalogue = await rules.catalogue()
+    second = await store.run(lambda c: rules.screen_in(c, CONTACT, "pn", messages, catalogue))
+    assert [m.kind for m in second.send] == [OutboundKind.TEMPLATE] and not second.needs_catalogue
+
+
+async def test_the_sender_queues_the_template_when_the_window_is_closed(store):
+    await contact_wrote(store, 30 * 3600)
+    sender = OutboundSender(
+        store,
+        None,
+        access_token_for=lambda _number: "token",
+        default_phone_number_id="pn",
+        rules=rules_for(store),
+    )
+    sender.hand_off_to(lambda _jobs: True)  # nothing is sent here
+    queued = await sender.send(CONTACT, "pn", CONTACT, build_messages({"text": "x"}))
+    assert [row.kind for row in queued] == ["template"]
+    assert queued[0].payload["template"]["name"] == "follow_up"
+    assert [(r.kind, r.state) for r in await store.outbound_for(CONTACT)] == [
+        ("text", "held"), ("template", "queued")
+    ]

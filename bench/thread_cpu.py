@@ -87,6 +87,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-client", type=int, default=10)
     parser.add_argument("--pin", action="store_true")
+    parser.add_argument("--status-sink", action="store_true",
+                        help="the simulator's status webhooks go to a sink, not the channel")
     parser.add_argument("--with-metadata", action="store_true",
                         help=f"also measure {REST_WITH_METADATA}")
     parser.add_argument("--option", action="append", default=[],
@@ -95,7 +97,9 @@ def main() -> int:
     options = dict(option.split("=", 1) for option in args.option)
     channels = ["rest", "whatsapp_ingress"] + ([REST_WITH_METADATA] if args.with_metadata else [])
     results: dict[str, list[dict]] = {c: [] for c in channels}
-    with Stack.start(ingress=True, whatsapp_extra=options) as stack:
+    with Stack.start(
+        ingress=True, whatsapp_extra=options, status_sink=args.status_sink
+    ) as stack:
         bench = Bench(stack, print)
         if args.pin:
             pin(stack)

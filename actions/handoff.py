@@ -12,7 +12,8 @@
 
 It writes the conversation to the agents' queue with a summary
 (:func:`whatsapp_core.handover.build_summary`) in the SQL store at
-``WHATSAPP_STORE_URL`` (default ``sqlite:///rasa.db``, the tracker store's database),
+``WHATSAPP_STORE_URL`` (default ``sqlite:///whatsapp.db``, the channel's database: see
+:mod:`whatsapp_core.store_location`),
 tells the contact (``utter_handoff``), sets ``whatsapp_handover`` (``"waiting"``) and
 ``whatsapp_handover_reason``, and pauses the bot (``ConversationPaused``): Rasa still
 logs the contact's messages, the bot does not answer them. When
@@ -69,6 +70,7 @@ from whatsapp_core.masking import mask_phone
 from whatsapp_core.retry import RetryPolicy
 from whatsapp_core.schema import metadata
 from whatsapp_core.store import create_engine
+from whatsapp_core.store_location import store_url_from_env
 from whatsapp_core.timeline import load_timeline
 from whatsapp_core.window import ConversationFacts, WindowPolicy
 
@@ -78,8 +80,6 @@ HANDOFF_ACTION = "action_handoff"
 FALLBACK_ACTION = "action_whatsapp_fallback"
 SESSION_START_ACTION = "action_session_start"
 
-STORE_URL_ENV = "WHATSAPP_STORE_URL"
-DEFAULT_STORE_URL = "sqlite:///rasa.db"
 FALLBACKS_ENV = "WHATSAPP_HANDOFF_AFTER_FALLBACKS"
 DEFAULT_FALLBACKS = 2
 DESK_URL_ENV = "WHATSAPP_AGENT_WEBHOOK_URL"
@@ -198,11 +198,6 @@ def store_engine(url: str) -> Engine:
     return engine
 
 
-def store_url(environ: Mapping[str, str] | None = None) -> str:
-    """``WHATSAPP_STORE_URL``, else :data:`DEFAULT_STORE_URL` (the tracker store's file)."""
-    return (os.environ if environ is None else environ).get(STORE_URL_ENV) or DEFAULT_STORE_URL
-
-
 def queue_conversation(
     url: str,
     conversation_id: str,
@@ -303,7 +298,7 @@ class ActionHandoff(Action):
         try:
             queued = await asyncio.to_thread(
                 queue_conversation,
-                store_url(),
+                store_url_from_env(),
                 tracker.sender_id,
                 tracker.events,
                 tracker.slots,

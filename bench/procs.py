@@ -137,7 +137,6 @@ class RasaConfig:
     port: int
     sim_url: str
     actions_port: int | None = None
-    db_url: str | None = None  # SQL tracker store URL parts; None: SQLite file in tmp
     tracker_store_yaml: str | None = None
     lock_store_yaml: str | None = None
     whatsapp_extra: dict[str, object] = field(default_factory=dict)
@@ -148,8 +147,14 @@ class RasaConfig:
     ingress_port: int | None = None  # the channel's ingress process (loopback), when set
 
     @property
-    def db_path(self) -> Path:
+    def tracker_path(self) -> Path:
+        """Rasa's SQLite tracker store (unless ``tracker_store_yaml`` names another)."""
         return self.tmp / "rasa.db"
+
+    @property
+    def store_path(self) -> Path:
+        """The channel's database beside it (:mod:`whatsapp_core.store_location`)."""
+        return self.tmp / "whatsapp.db"
 
     def write(self) -> tuple[Path, Path]:
         wa = {
@@ -184,7 +189,7 @@ class RasaConfig:
             )
         endpoints_lines.append(
             self.tracker_store_yaml
-            or f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {self.db_path}"
+            or f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {self.tracker_path}"
         )
         if self.lock_store_yaml:
             endpoints_lines.append(self.lock_store_yaml)

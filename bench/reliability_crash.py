@@ -145,7 +145,7 @@ def main() -> int:
         report.update(turn_report(stack, prefix, {m["id"] for m in items}))
         # replies: BotUttered per contact (tracker) vs outbox rows vs what the simulator got
         contacts = sorted({m["from"] for m in items})
-        bot_events = Counter(dict(stack.rows(
+        bot_events = Counter(dict(stack.tracker_rows(
             "SELECT sender_id, count(*) FROM events WHERE type_name = 'bot' GROUP BY sender_id")))
         outbox_rows = Counter(dict(stack.rows(
             "SELECT conversation_id, count(*) FROM whatsapp_outbox GROUP BY conversation_id")))

@@ -62,7 +62,7 @@ def run_fault(stack: Stack, name: str, spec: dict, index: int) -> dict:
         f"SELECT conversation_id, state, error_code, error_title, attempts FROM whatsapp_outbox "
         f"WHERE conversation_id IN ({placeholders})"
     )
-    bot = Counter(dict(stack.rows(
+    bot = Counter(dict(stack.tracker_rows(
         f"SELECT sender_id, count(*) FROM events WHERE type_name = 'bot' "
         f"AND sender_id IN ({placeholders}) GROUP BY sender_id")))
     received = Counter(m["to"] for m in stack.sim.client.messages() if m["to"] in contacts)

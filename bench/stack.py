@@ -121,7 +121,8 @@ class RasaNode:
     # ------------------------------------------------------------- database
     @property
     def db_url(self) -> str:
-        return f"sqlite:///{self.config.db_path}"
+        """The channel's database (its inbox, outbox and statuses)."""
+        return f"sqlite:///{self.config.store_path}"
 
     def engine(self) -> sa.engine.Engine:
         if self._engine is None:
@@ -141,6 +142,15 @@ class RasaNode:
         with self.engine().connect() as connection:
             return list(connection.execute(sa.text(sql), params).fetchall())
 
+    def tracker_rows(self, sql: str, **params: object) -> list:
+        """Rows from Rasa's tracker store (its ``events`` table), a file of its own."""
+        engine = sa.create_engine(f"sqlite:///{self.config.tracker_path}", future=True)
+        try:
+            with engine.connect() as connection:
+                return list(connection.execute(sa.text(sql), params).fetchall())
+        finally:
+            engine.dispose()
+
     def inbox_states(self, prefix: str) -> Counter:
         rows = self.rows(
             "SELECT state, count(*) FROM whatsapp_inbox WHERE message_id LIKE :p GROUP BY state",
@@ -158,7 +168,7 @@ class RasaNode:
     def user_turns(self, prefix: str) -> Counter:
         """UserUttered events per message id starting with ``prefix`` (Rasa's events table)."""
         counts: Counter = Counter()
-        for (data,) in self.rows("SELECT data FROM events WHERE type_name = 'user'"):
+        for (data,) in self.tracker_rows("SELECT data FROM events WHERE type_name = 'user'"):
             message_id = json.loads(data).get("message_id") or ""
             if message_id.startswith(prefix):
                 counts[message_id] += 1
@@ -364,6 +374,9 @@ class Stack:
 
     def rows(self, sql: str, **params: object) -> list:
         return self.node.rows(sql, **params)
+
+    def tracker_rows(self, sql: str, **params: object) -> list:
+        return self.node.tracker_rows(sql, **params)
 
     def inbox_states(self, prefix: str) -> Counter:
         return self.node.inbox_states(prefix)

@@ -29,11 +29,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import sqlalchemy as sa
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.shared.core.events import UserUttered
 from sanic import Blueprint
 from sanic.request import Request
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
 from connectors.agent_api import register_agent_routes
 from connectors.webhook_routes import add_webhook_routes
@@ -46,13 +47,14 @@ from whatsapp_core.media_store import load_media_store
 from whatsapp_core.numbers import BusinessNumbers
 from whatsapp_core.outbound import InvalidOutboundMessage, build_messages
 from whatsapp_core.receiver import TEMPLATE_FAILED_INTENT, ExternalIntent, WebhookReceiver
+from whatsapp_core.schema import inbox
 from whatsapp_core.sender import OutboundSender, channel_sender
 from whatsapp_core.store import InboxItem, WhatsAppStore
+from whatsapp_core.store_location import channel_store_url
 
 logger = logging.getLogger(__name__)
 
 CHANNEL_NAME = "whatsapp"
-DEFAULT_STORE_URL = "sqlite:///whatsapp.db"
 
 
 class WhatsAppOutput(OutputChannel):
@@ -286,8 +288,18 @@ class WhatsAppInput(InputChannel):
                 )
                 await agent.trigger_intent(external.intent, external.entities, output, tracker)
 
-        store_url = self.config.store_url or _tracker_store_url(app) or DEFAULT_STORE_URL
-        runtime = await asyncio.get_running_loop().run_in_executor(
+        loop = asyncio.get_running_loop()
+        store_url = self.config.store_url
+        if store_url is None:
+            tracker_engine = _tracker_store_engine(app)
+            store_url = channel_store_url(
+                None if tracker_engine is None else _full_url(tracker_engine)
+            )
+            if tracker_engine is not None:
+                await loop.run_in_executor(
+                    None, warn_about_tables_left_behind, tracker_engine, store_url
+                )
+        runtime = await loop.run_in_executor(
             None, lambda: _Runtime(self.config, store_url, turn, already_handled, trigger)
         )
         logger.info("WhatsApp channel store: %s", _redact_url(store_url))
@@ -331,14 +343,33 @@ class WhatsAppInput(InputChannel):
         return webhook
 
 
-def _tracker_store_url(app: Any) -> str | None:
-    """The database URL of Rasa's SQL tracker store, unwrapping Rasa's wrappers."""
+def _tracker_store_engine(app: Any) -> Engine | None:
+    """The engine of Rasa's SQL tracker store, unwrapping Rasa's wrappers (None: not SQL)."""
     store = getattr(getattr(app.ctx, "agent", None), "tracker_store", None)
     while store is not None and not hasattr(store, "engine"):
         store = getattr(store, "_tracker_store", None)
-    if store is None:
-        return None
-    return store.engine.url.render_as_string(hide_password=False)
+    return None if store is None else store.engine
+
+
+def _full_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def warn_about_tables_left_behind(tracker_engine: Engine, store_url: str) -> None:
+    """Log a warning when the channel's tables are in the tracker store's SQLite file but
+    the channel now uses another file (earlier versions kept them in the tracker store's
+    file): its inbox, outbox, ledger and handover queue would otherwise seem to vanish."""
+    if _full_url(tracker_engine) == store_url or not sa.inspect(tracker_engine).has_table(
+        inbox.name
+    ):
+        return
+    logger.warning(
+        "WhatsApp channel: %s holds the channel's tables from an earlier version, but the "
+        "channel now keeps them in %s. To keep using them, set store_url: %s in "
+        "credentials.yml and WHATSAPP_STORE_URL=%s for the action server",
+        _redact_url(_full_url(tracker_engine)), _redact_url(store_url),
+        _redact_url(_full_url(tracker_engine)), _redact_url(_full_url(tracker_engine)),
+    )
 
 
 def _redact_url(url: str) -> str:

@@ -1,11 +1,11 @@
 """Show and top up the template balance; list the latest ledger lines.
 
-    python -m tools.ledger balance [--db-url sqlite:///rasa.db]
+    python -m tools.ledger balance [--db-url sqlite:///whatsapp.db]
     python -m tools.ledger top-up 25.00 [--note "invoice 42"] [--currency USD]
     python -m tools.ledger recent [--limit 20]
 
-The database is the one of Rasa's tracker store (``WHATSAPP_STORE_URL`` or
-``sqlite:///rasa.db`` by default); the ledger tables are created when missing. Amounts are
+The database is the channel's (``WHATSAPP_STORE_URL`` or
+``sqlite:///whatsapp.db`` by default); the ledger tables are created when missing. Amounts are
 decimal numbers in the account currency; they are stored as integer micro-units and printed
 with at least two decimals.
 """
@@ -13,12 +13,12 @@ with at least two decimals.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import datetime, timezone
 
 from whatsapp_core import ledger
 from whatsapp_core.store import create_engine
+from whatsapp_core.store_location import store_url_from_env
 
 
 def _when(seconds: float) -> str:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument(
         "--db-url",
         default=argparse.SUPPRESS,
-        help="database URL (default: $WHATSAPP_STORE_URL or sqlite:///rasa.db)",
+        help="database URL (default: $WHATSAPP_STORE_URL or sqlite:///whatsapp.db)",
     )
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[common])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     recent = commands.add_parser("recent", parents=[common], help="latest ledger lines")
     recent.add_argument("--limit", type=int, default=20)
     args = parser.parse_args(argv)
-    db_url = getattr(args, "db_url", None) or os.environ.get(
-        "WHATSAPP_STORE_URL", "sqlite:///rasa.db"
-    )
+    db_url = getattr(args, "db_url", None) or store_url_from_env()
 
     engine = create_engine(db_url)
     try:

@@ -1,9 +1,9 @@
 """Print one contact's WhatsApp timeline: messages both ways, their states, and why any failed.
 
-    python -m tools.timeline 16505551234 [--db-url sqlite:///rasa.db] [--json]
+    python -m tools.timeline 16505551234 [--db-url sqlite:///whatsapp.db] [--json]
 
-The database is the one of Rasa's tracker store (``WHATSAPP_STORE_URL`` or
-``sqlite:///rasa.db`` by default). Phone numbers are printed as given: this is an
+The database is the channel's (``WHATSAPP_STORE_URL`` or
+``sqlite:///whatsapp.db`` by default). Phone numbers are printed as given: this is an
 operator's tool, run where the data already is.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import datetime, timezone
 
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 
 from whatsapp_core.schema import inbox
 from whatsapp_core.store import create_engine
+from whatsapp_core.store_location import store_url_from_env
 from whatsapp_core.timeline import TimelineEntry, load_timeline
 
 
@@ -53,13 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("contact", help="the conversation id (the contact's wa_id)")
     parser.add_argument(
-        "--db-url", default=os.environ.get("WHATSAPP_STORE_URL", "sqlite:///rasa.db")
+        "--db-url", default=store_url_from_env()
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     engine = create_engine(args.db_url)
     if not sa.inspect(engine).has_table(inbox.name):
-        print(f"no WhatsApp channel tables in {args.db_url}: is it the tracker store's database?")
+        print(f"no WhatsApp channel tables in {args.db_url}: "
+              "is it the channel's database (WHATSAPP_STORE_URL)?")
         return 1
     with engine.begin() as connection:
         entries = load_timeline(connection, args.contact)

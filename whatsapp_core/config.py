@@ -58,8 +58,9 @@ class ChannelConfig:
     """Validated settings of one ``whatsapp`` channel entry.
 
     ``phone_number_id`` is the primary number; ``numbers`` all served numbers (see
-    :mod:`whatsapp_core.numbers`). ``store_url`` None means: use the database of Rasa's SQL
-    tracker store (or a local SQLite file when the tracker store is not SQL).
+    :mod:`whatsapp_core.numbers`). ``store_url`` None means: the database
+    :func:`~whatsapp_core.store_location.channel_store_url` derives from Rasa's tracker
+    store (``whatsapp.db`` beside a SQLite one).
     ``closed_window_template``: the approved template that replaces a free-form reply when
     the contact's window is closed (an empty value holds such replies instead).
     ``follow_up_after_seconds``: how long a contact may stay silent after the bot asked

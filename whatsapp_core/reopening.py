@@ -8,10 +8,11 @@ that choice from the window, the prepared template and the balance;
 Meta announced since the last sync, rate card, ledger database) from the environment,
 the same way in the Rasa server and in the action server.
 
-Environment: ``WHATSAPP_STORE_URL`` (the tracker store's database, default
-``sqlite:///rasa.db``), ``WHATSAPP_TEMPLATE_CATALOGUE`` (default
-``templates/catalogue.yml``), ``WHATSAPP_RATE_CARD`` (default
-``templates/rate_card.yml``), ``WHATSAPP_DEFAULT_LANGUAGE`` (default ``en``).
+Environment: ``WHATSAPP_STORE_URL`` (the channel's database, default
+``sqlite:///whatsapp.db``: :mod:`whatsapp_core.store_location`),
+``WHATSAPP_TEMPLATE_CATALOGUE`` (default ``templates/catalogue.yml``),
+``WHATSAPP_RATE_CARD`` (default ``templates/rate_card.yml``),
+``WHATSAPP_DEFAULT_LANGUAGE`` (default ``en``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy.engine import Engine
 from whatsapp_core import ledger
 from whatsapp_core.schema import metadata
 from whatsapp_core.store import create_engine
+from whatsapp_core.store_location import store_url_from_env
 from whatsapp_core.template_status import apply_recorded_statuses
 from whatsapp_core.templates import (
     ContactContext,
@@ -113,7 +115,7 @@ class TemplateResources:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TemplateResources:
         env = os.environ if environ is None else environ
         return cls(
-            store_url=env.get("WHATSAPP_STORE_URL", "sqlite:///rasa.db"),
+            store_url=store_url_from_env(env),
             catalogue_path=Path(env.get("WHATSAPP_TEMPLATE_CATALOGUE", "templates/catalogue.yml")),
             rate_card_path=Path(env.get("WHATSAPP_RATE_CARD", "templates/rate_card.yml")),
             default_language=env.get("WHATSAPP_DEFAULT_LANGUAGE", "en"),

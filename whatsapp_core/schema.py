@@ -1,7 +1,8 @@
 """The SQL tables of the channel, all on one ``MetaData`` (created together by the store).
 
-They live in the database of Rasa's SQL tracker store (SQLite by default,
-PostgreSQL when scaled out) beside Rasa's own ``events`` table.
+They live in ``whatsapp.db`` beside Rasa's SQLite tracker store by default, and in the
+tracker store's database beside Rasa's own ``events`` table when that is PostgreSQL
+(scaled out); see :mod:`whatsapp_core.store_location`.
 """
 
 from __future__ import annotations

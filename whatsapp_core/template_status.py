@@ -3,7 +3,7 @@
 ``templates/catalogue.yml`` is the designers' file (and ``tools.sync_templates`` refreshes
 it from Meta). Between syncs, Meta announces changes with
 ``message_template_status_update`` webhooks (APPROVED, PAUSED, DISABLED...): the Rasa
-server records them here, in the tracker store's database, and the action server and
+server records them here, in the channel's database, and the action server and
 the agent API apply them on top of the file, so a paused template stops being chosen
 everywhere at once, on every instance.
 """

@@ -29,7 +29,6 @@ from actions import handoff
 from actions.handoff import (
     DESK_URL_ENV,
     FALLBACKS_ENV,
-    STORE_URL_ENV,
     ActionHandoff,
     ActionSessionStart,
     ActionWhatsAppFallback,
@@ -40,6 +39,7 @@ from whatsapp_core import handover
 from whatsapp_core.handover import HandoverReason, HandoverState
 from whatsapp_core.retry import RetryPolicy
 from whatsapp_core.store import OutboxState, WhatsAppStore
+from whatsapp_core.store_location import STORE_URL_ENV
 
 DOMAIN_FILE = Path(__file__).resolve().parents[2] / "domain.yml"
 CONTACT = "393331234567"
@@ -52,7 +52,7 @@ def domain() -> dict[str, Any]:
 
 @pytest.fixture
 def store_url(tmp_path, monkeypatch) -> str:
-    url = f"sqlite:///{tmp_path / 'rasa.db'}"
+    url = f"sqlite:///{tmp_path / 'whatsapp.db'}"
     monkeypatch.setenv(STORE_URL_ENV, url)
     monkeypatch.delenv(FALLBACKS_ENV, raising=False)
     monkeypatch.delenv(DESK_URL_ENV, raising=False)
@@ -180,7 +180,7 @@ async def test_the_summary_lists_delivery_failures_from_the_store(store, domain)
 
 
 async def test_when_the_queue_cannot_be_written_the_bot_stays_on(tmp_path, monkeypatch, domain):
-    monkeypatch.setenv(STORE_URL_ENV, f"sqlite:///{tmp_path / 'missing' / 'dir' / 'rasa.db'}")
+    monkeypatch.setenv(STORE_URL_ENV, f"sqlite:///{tmp_path / 'missing' / 'dir' / 'whatsapp.db'}")
     result, messages = await run(ActionHandoff(), [contact("human", "request_human")], domain)
     assert [m["response"] for m in messages] == ["utter_handoff_unavailable"]
     assert result == []

@@ -36,7 +36,7 @@ class Bot:
     sim: SimulatorProcess
     rasa_url: str
     tmp: Path
-    db_path: Path
+    store_path: Path  # the channel's database (Rasa's tracker store is rasa.db beside it)
 
     @property
     def client(self):
@@ -81,7 +81,7 @@ def _wait_http(url: str, process: _Process, timeout: float) -> None:
 
 def start_rasa(tmp: Path, sim: SimulatorProcess, rasa_port: int, actions_port: int, env: dict,
                extra_credentials: str = "") -> _Process:
-    db_path = tmp / "rasa.db"
+    tracker_path = tmp / "rasa.db"
     (tmp / "credentials.yml").write_text(
         "connectors.whatsapp_connector.WhatsAppInput:\n"
         f"  verify_token: {VERIFY}\n"
@@ -96,7 +96,7 @@ def start_rasa(tmp: Path, sim: SimulatorProcess, rasa_port: int, actions_port: i
     )
     (tmp / "endpoints.yml").write_text(
         f"action_endpoint:\n  url: http://127.0.0.1:{actions_port}/webhook\n"
-        f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {db_path}\n"
+        f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {tracker_path}\n"
     )
     rasa = _Process(
         "rasa run",
@@ -114,7 +114,7 @@ def running_bot(tmp: Path, extra_credentials: str = "") -> Iterator[Bot]:
     """The simulator, `rasa run actions` and `rasa run` as processes, stopped on exit."""
     assert MODEL.exists(), "train first: ./bin/train"
     rasa_port, actions_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WHATSAPP_STORE_URL": f"sqlite:///{tmp / 'rasa.db'}"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WHATSAPP_STORE_URL": f"sqlite:///{tmp / 'whatsapp.db'}"}
     sim = SimulatorProcess(
         webhook_url=f"http://127.0.0.1:{rasa_port}/webhooks/whatsapp/webhook",
         app_secret=SECRET,
@@ -130,7 +130,7 @@ def running_bot(tmp: Path, extra_credentials: str = "") -> Iterator[Bot]:
     try:
         _wait_http(f"http://127.0.0.1:{actions_port}/health", actions, timeout=60)
         rasa = start_rasa(tmp, sim, rasa_port, actions_port, env, extra_credentials)
-        yield Bot(sim, f"http://127.0.0.1:{rasa_port}", tmp, tmp / "rasa.db")
+        yield Bot(sim, f"http://127.0.0.1:{rasa_port}", tmp, tmp / "whatsapp.db")
     finally:
         if rasa is not None:
             rasa.stop()

@@ -83,7 +83,7 @@ def test_statuses_reach_the_timeline(bot, capsys):
     assert wait_for_state(bot, contact, 0, "read")["status"] == "read"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        timeline_main([contact, "--db-url", f"sqlite:///{bot.db_path}"])
+        timeline_main([contact, "--db-url", f"sqlite:///{bot.store_path}"])
         out = capsys.readouterr().out
         if "(read)" in out:
             break

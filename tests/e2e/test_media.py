@@ -40,7 +40,7 @@ def test_a_contact_s_photo_is_answered_and_kept(bot):
     (reply,) = bot.client.wait_for_messages(contact, 1)
     assert reply["payload"]["text"]["body"] == "Thanks, I've received your photo."
 
-    record = wait_for_file(bot.db_path, played["wamid"])
+    record = wait_for_file(bot.store_path, played["wamid"])
     digest = hashlib.sha256(photo).hexdigest()
     assert record.state is DownloadState.READY, record
     assert record.sha256 == digest

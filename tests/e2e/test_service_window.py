@@ -15,13 +15,13 @@ pytestmark = pytest.mark.e2e
 
 
 def top_up(bot, amount: str) -> None:
-    engine = create_engine(f"sqlite:///{bot.db_path}")
+    engine = create_engine(f"sqlite:///{bot.store_path}")
     with engine.begin() as connection:
         ledger.top_up(connection, ledger.parse_amount(amount), "e2e")
 
 
 def charges(bot) -> list:
-    engine = create_engine(f"sqlite:///{bot.db_path}")
+    engine = create_engine(f"sqlite:///{bot.store_path}")
     with engine.begin() as connection:
         return [e for e in ledger.recent_entries(connection, 200) if e.kind.value == "charge"]
 
@@ -66,7 +66,7 @@ def test_131047_after_a_follow_up_reopens_the_conversation_with_the_template(bot
 
 def test_no_balance_no_template(bot):
     contact = "393339000003"
-    engine = create_engine(f"sqlite:///{bot.db_path}")
+    engine = create_engine(f"sqlite:///{bot.store_path}")
     with engine.begin() as connection:
         available = ledger.balance(connection).available
         if available:

@@ -68,7 +68,7 @@ from whatsapp_core.handover import (
 )
 from whatsapp_core.masking import mask_phone
 from whatsapp_core.retry import RetryPolicy
-from whatsapp_core.schema import metadata
+from whatsapp_core.schema import create_schema
 from whatsapp_core.store import create_engine
 from whatsapp_core.store_location import store_url_from_env
 from whatsapp_core.timeline import load_timeline
@@ -194,7 +194,7 @@ def _phone_number_id(events: Sequence[Mapping[str, Any]]) -> str | None:
 def store_engine(url: str) -> Engine:
     """One engine per store URL for the action server, with the channel's tables."""
     engine = create_engine(url)
-    metadata.create_all(engine)
+    create_schema(engine)
     return engine
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from whatsapp_core import ledger
-from whatsapp_core.schema import metadata
+from whatsapp_core.schema import create_schema
 from whatsapp_core.store import create_engine
 from whatsapp_core.store_location import store_url_from_env
 from whatsapp_core.template_status import apply_recorded_statuses
@@ -126,7 +126,7 @@ class TemplateResources:
         """The ledger database (created on first use; the channel's tables included)."""
         if self._engine is None:
             self._engine = create_engine(self.store_url)
-            metadata.create_all(self._engine)
+            create_schema(self._engine)
         return self._engine
 
     def catalogue(self) -> TemplateCatalogue:

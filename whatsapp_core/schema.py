@@ -38,6 +38,12 @@ inbox = sa.Table(
     sa.Column("error", sa.Text),
     sa.Index("ix_whatsapp_inbox_state_claimed", "state", "claimed_at"),
     sa.Index("ix_whatsapp_inbox_conversation", "conversation_id", "phone_number_id"),
+    # a turn's start reads its conversation's unfinished rows in order: without this the
+    # planner takes the state index and reads every unfinished row of every conversation
+    sa.Index(
+        "ix_whatsapp_inbox_conversation_state",
+        "conversation_id", "state", "wa_timestamp", "received_at",
+    ),
 )
 
 outbox = sa.Table(
@@ -141,6 +147,21 @@ media_uploads = sa.Table(
     sa.Column("mime_type", sa.String(255), nullable=False),
     sa.Column("uploaded_at", sa.Float, nullable=False),
 )
+
+
+def create_schema(bind: sa.engine.Engine) -> None:
+    """Create the channel's tables that do not exist yet, and the indexes that later
+    versions added to tables an earlier version created (``create_all`` adds indexes only
+    with their table). Safe when several processes start at once on one database."""
+    metadata.create_all(bind)
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            try:
+                index.create(bind, checkfirst=True)
+            except sa.exc.DatabaseError:  # another process created it first
+                indexes = sa.inspect(bind).get_indexes(table.name)
+                if index.name not in {existing["name"] for existing in indexes}:
+                    raise
 
 
 def insert_ignoring_duplicate(connection: Connection, table: sa.Table, values: dict) -> bool:

@@ -43,11 +43,11 @@ import whatsapp_core.handover  # the handover queue table; the last-inbound quer
 from whatsapp_core import followups, ledger
 from whatsapp_core.schema import (
     STUCK,
+    create_schema,
     inbox,
     insert_ignoring_duplicate,
     insert_many_ignoring_duplicates,
     menus,
-    metadata,
     outbox,
     status_events,
 )
@@ -346,7 +346,7 @@ class WhatsAppStore:
         self._pending: list[tuple[Callable[[Connection], Any], asyncio.Future, Any]] = []
         self._pending_lock = threading.Lock()
         self._flush_scheduled = False
-        metadata.create_all(self._engine)
+        create_schema(self._engine)
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(connection)`` in one transaction on the store's thread; return its result."""

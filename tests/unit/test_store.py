@@ -4,7 +4,9 @@ import sqlite3
 import time
 
 import pytest
+import sqlalchemy as sa
 
+from whatsapp_core.schema import metadata
 from whatsapp_core.store import (
     InboxItem,
     OutboxState,
@@ -297,3 +299,22 @@ async def test_a_turn_after_unfinished_earlier_messages_gets_them_whole_and_in_o
     await store.mark_done("wamid.2")
     start = await store.start_turn("111", ["wamid.3"], take_menu=False, lease_seconds=60)
     assert start.decision is TurnDecision.RUN
+
+
+def test_indexes_added_by_later_versions_are_created_on_existing_tables(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    metadata.create_all(engine)
+    with engine.begin() as connection:  # a database from before the index existed
+        connection.exec_driver_sql("DROP INDEX ix_whatsapp_inbox_conversation_state")
+    for instance in ("a", "b"):  # the second start has nothing to add
+        WhatsAppStore(url, instance_id=instance).close()
+    names = {index["name"] for index in sa.inspect(engine).get_indexes("whatsapp_inbox")}
+    assert "ix_whatsapp_inbox_conversation_state" in names
+    with engine.connect() as connection:
+        plan = connection.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT message_id FROM whatsapp_inbox WHERE conversation_id = ? "
+            "AND state = 'accepted' ORDER BY wa_timestamp, received_at", ("c",)
+        ).fetchall()
+    assert "ix_whatsapp_inbox_conversation_state" in str(plan)
+    assert "TEMP B-TREE" not in str(plan)

@@ -47,7 +47,9 @@ SIGNATURE = SIGNATURE_HEADER.lower()  # the server gives header names in lower c
 async def serve(settings: dict[str, Any]) -> None:
     """Serve until SIGTERM/SIGINT or until the link to the Rasa process closes."""
     config = ChannelConfig.from_credentials(settings["credentials"])
-    store = WhatsAppStore(settings["store_url"], instance_id=settings["instance_id"])
+    store = WhatsAppStore(
+        settings["store_url"], instance_id=settings["instance_id"], webhooks_on_loop=True
+    )
     graph = GraphClient(
         config.api_base_url, config.api_version, timeout=config.send_timeout_seconds
     )

@@ -1,6 +1,7 @@
 import asyncio
 import functools
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -318,3 +319,28 @@ def test_indexes_added_by_later_versions_are_created_on_existing_tables(tmp_path
         ).fetchall()
     assert "ix_whatsapp_inbox_conversation_state" in str(plan)
     assert "TEMP B-TREE" not in str(plan)
+
+
+async def test_an_ingress_process_records_webhooks_on_its_loop_without_blocking_it(tmp_path):
+    """``webhooks_on_loop``: inbox inserts run on the event loop's thread (no GIL hand-over
+    with the lock held), wait for another writer asynchronously, and still dedupe."""
+    store = WhatsAppStore(
+        f"sqlite:///{tmp_path / 'store.db'}", instance_id="ingress", webhooks_on_loop=True
+    )
+    threads = []
+    insert_new = store._insert_new
+
+    def recording(connection, items):
+        threads.append(threading.current_thread())
+        return insert_new(connection, items)
+
+    store._insert_new = recording
+    try:
+        new = await waits_for_the_lock_with_the_loop_running(
+            tmp_path / "store.db", lambda: store.accept([item("wamid.i1"), item("wamid.i2")])
+        )
+        assert [i.message_id for i in new] == ["wamid.i1", "wamid.i2"]
+        assert await store.accept([item("wamid.i2"), item("wamid.i3")]) == [item("wamid.i3")]
+        assert set(threads) == {threading.main_thread()}
+    finally:
+        store.close()

@@ -7,6 +7,7 @@ import json
 import time
 
 from tests.http.conftest import PHONE_NUMBER_ID, credentials, start_server, stop_server
+from whatsapp_core import acceptor
 from whatsapp_core.status_spool import StatusSpool
 from whatsapp_core.store import OutboxState, WhatsAppStore
 
@@ -97,5 +98,36 @@ async def test_a_status_webhook_that_cannot_be_recorded_does_not_block_the_spool
         await asyncio.wait_for(channel.settle(), 15)
         assert await state_of(channel) == "delivered"
         assert "dropped, they cannot be recorded: [('wamid.poison', " in caplog.text
+    finally:
+        await stop_server(channel, server)
+
+
+async def test_statuses_arriving_together_are_applied_in_one_transaction(
+    tmp_path, monkeypatch
+):
+    """A few status webhooks a moment apart share a transaction (SPOOL_GATHER_SECONDS):
+    each one alone took SQLite's write lock that the Rasa process's turns wait for."""
+    monkeypatch.setattr(acceptor, "SPOOL_GATHER_SECONDS", 0.5)  # however slow the machine
+    creds = credentials(tmp_path)
+    wamids = [f"wamid.g{i}" for i in range(3)]
+    for wamid in wamids:
+        await sent_message(creds["store_url"], wamid)
+    channel, server = await start_server(creds)
+    try:
+        await channel.post(b"{}", signature=None)  # starts the channel
+        store = channel.channel._runtime.store
+        batches: list[int] = []
+        apply_statuses = store.apply_statuses
+
+        async def counting(updates, **kwargs):
+            batches.append(len(updates))
+            return await apply_statuses(updates, **kwargs)
+
+        store.apply_statuses = counting
+        for wamid in wamids:
+            assert (await channel.post(status_webhook(wamid, "delivered")))[0] == 200
+        await channel.settle()
+        assert batches == [3]
+        assert {r.state for r in await store.outbound_for(CONTACT)} == {"delivered"}
     finally:
         await stop_server(channel, server)

@@ -252,7 +252,8 @@ class WebhookAcceptor:
 
     async def record(self, envelope: WebhookEnvelope) -> Accepted:
         """Durably record a webhook :meth:`check` returned parsed: its contact messages
-        (one insert, grouped with other webhooks'), statuses and template statuses."""
+        (one insert: grouped with other webhooks', or on the ingress process's loop, see
+        :class:`~whatsapp_core.store.WhatsAppStore`), statuses and template statuses."""
         items = self._inbox_items(envelope)
         new = await self.store.accept(items) if items else []
         failures = await self._record_statuses(_statuses_of(envelope))

@@ -359,16 +359,15 @@ def warn_about_tables_left_behind(tracker_engine: Engine, store_url: str) -> Non
     """Log a warning when the channel's tables are in the tracker store's SQLite file but
     the channel now uses another file (earlier versions kept them in the tracker store's
     file): its inbox, outbox, ledger and handover queue would otherwise seem to vanish."""
-    if _full_url(tracker_engine) == store_url or not sa.inspect(tracker_engine).has_table(
-        inbox.name
-    ):
+    tracker_url = _full_url(tracker_engine)
+    if tracker_url == store_url or not sa.inspect(tracker_engine).has_table(inbox.name):
         return
+    old = _redact_url(tracker_url)
     logger.warning(
         "WhatsApp channel: %s holds the channel's tables from an earlier version, but the "
         "channel now keeps them in %s. To keep using them, set store_url: %s in "
         "credentials.yml and WHATSAPP_STORE_URL=%s for the action server",
-        _redact_url(_full_url(tracker_engine)), _redact_url(store_url),
-        _redact_url(_full_url(tracker_engine)), _redact_url(_full_url(tracker_engine)),
+        old, _redact_url(store_url), old, old,
     )
 
 

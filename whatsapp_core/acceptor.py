@@ -51,13 +51,13 @@ Statuses = tuple[StatusUpdate, ...]
 SPOOL_BATCH = 500
 """Spooled webhooks applied per transaction."""
 SPOOL_ATTEMPTS = 5
+"""Rounds a webhook that cannot be recorded holds up the spool before it is dropped."""
 SPOOL_GATHER_SECONDS = 0.01
 SPOOL_GATHER_BELOW = 8
 """With fewer than this many webhooks spooled, the applier lets more gather for
 ``SPOOL_GATHER_SECONDS`` before its transaction: at a few statuses a second each had a
 transaction of its own, and on SQLite each held the write lock that the Rasa process's
 turns wait for (0.4 ms each, the largest share of that lock's time under load)."""
-"""Rounds a webhook that cannot be recorded holds up the spool before it is dropped."""
 
 _OUTBOX_STATE = {
     DeliveryState.SENT: OutboxState.SENT,

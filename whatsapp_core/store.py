@@ -400,8 +400,7 @@ class WhatsAppStore:
         transaction: keep ``fn`` to a few milliseconds. Never waits for the database lock
         with the loop blocked: while another writer holds it, lets the loop run and tries
         again (:data:`LOCK_SPIN_SECONDS`), for up to 10 s. Its connection (one, kept
-        open) never checkpoints the WAL (an fsync); the store's other connections and
-        Rasa's tracker store do.
+        open) never checkpoints the WAL (an fsync); the store's other connections do.
         """
         writer: _SqliteWriter = self._loop_writer  # type: ignore[assignment] - SQLite only
         started = time.monotonic()

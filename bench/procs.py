@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 
 from simulator.process import SimulatorProcess, free_port
+from whatsapp_core.store_location import CHANNEL_SQLITE_FILE, STORE_URL_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL = REPO_ROOT / "models" / "whatsapp-bot.tar.gz"
@@ -119,11 +120,14 @@ def start_simulator(
     ).start()
 
 
-def start_actions(tmp: Path, port: int) -> Proc:
+def start_actions(tmp: Path, port: int, store_url: str) -> Proc:
+    """``rasa run actions`` writing the handover queue and the ledger to ``store_url``, the
+    channel's database (else it would use ``whatsapp.db`` in the repository)."""
     proc = Proc(
         "rasa run actions",
         [str(BIN / "rasa"), "run", "actions", "--port", str(port), "--actions", "actions"],
         tmp / "actions.log",
+        {**base_env(), STORE_URL_ENV: store_url},
     )
     wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=90)
     return proc
@@ -154,7 +158,7 @@ class RasaConfig:
     @property
     def store_path(self) -> Path:
         """The channel's database beside it (:mod:`whatsapp_core.store_location`)."""
-        return self.tmp / "whatsapp.db"
+        return self.tmp / CHANNEL_SQLITE_FILE
 
     def write(self) -> tuple[Path, Path]:
         wa = {

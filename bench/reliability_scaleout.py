@@ -101,7 +101,7 @@ def scenario(name: str, failover: bool, lease: float, contacts: int = 30,
     sim = None
     try:
         actions_port = free_port()
-        actions = start_actions(tmp, actions_port)
+        actions = start_actions(tmp, actions_port, pg.url())
         procs.append(actions)
         sim = start_simulator(None)  # replies only; statuses are not the point here
         configs = rasa_configs(tmp, 2, sim.base_url, actions_port, pg, redis_,

@@ -47,6 +47,7 @@ from bench.procs import (
     wait_ingress,
 )
 from simulator.process import SimulatorProcess
+from whatsapp_core.store_location import CHANNEL_SQLITE_FILE
 
 REGISTER_BATCH = 400
 
@@ -272,7 +273,9 @@ class Stack:
             actions_port = None
             if actions:
                 actions_port = free_port()
-                actions_proc = start_actions(tmp, actions_port)
+                # the first rasa run's channel database (the second's handovers land there too)
+                actions_store = f"sqlite:///{tmp / CHANNEL_SQLITE_FILE}"
+                actions_proc = start_actions(tmp, actions_port, actions_store)
                 started.append(actions_proc)
             config = RasaConfig(
                 tmp=tmp,

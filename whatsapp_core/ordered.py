@@ -55,6 +55,10 @@ class OrderedWorkers(Generic[Job]):
             taken.append(queue.popleft())
         return taken
 
+    def waiting(self, key: str) -> tuple[Job, ...]:
+        """The jobs of ``key`` queued behind the one running, in submit order."""
+        return tuple(self._queues.get(key, ()))
+
     async def _run_one(self, job: Job) -> None:
         try:
             await self._handle(job)

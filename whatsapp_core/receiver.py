@@ -33,6 +33,7 @@ from whatsapp_core.masking import mask_phone
 from whatsapp_core.media_fetch import MediaFetcher
 from whatsapp_core.ordered import OrderedWorkers
 from whatsapp_core.outbound import MenuOption, NumberedMenu
+from whatsapp_core.read_receipts import BurstReceipts
 from whatsapp_core.sender import OutboundSender, ReadReceipt
 from whatsapp_core.status_spool import StatusSpool
 from whatsapp_core.store import InboxItem, TurnDecision, WhatsAppStore
@@ -96,6 +97,7 @@ class WebhookReceiver:
         # Waiting for an album or for another instance's earlier message takes no slot.
         self._slots = asyncio.Semaphore(config.max_concurrent_turns)
         self._held: set[str] = set()
+        self._receipts = BurstReceipts()
         self._sweeper: asyncio.Task | None = None
 
     # --------------------------------------------------------------- webhook
@@ -144,16 +146,21 @@ class WebhookReceiver:
                 async with self._slots:
                     await self._trigger(job)
             return
-        await self._run_turn(await self._gather_album(job))
+        try:
+            await self._run_turn(await self._gather_album(job))
+        finally:
+            if not self._turns.waiting(job.conversation_id):
+                self._receipts.forget(job.conversation_id)
 
     def _queue_turns(self, items: list[InboxItem]) -> None:
         """Queue turns; their inbox rows are held (claim renewed) until the turn is over."""
         self._held.update(item.message_id for item in items)
         self._turns.submit(items)
 
-    async def _run_turn(self, item: InboxItem) -> None:
+    async def _run_turn(self, item: InboxItem, behind: tuple[InboxItem, ...] = ()) -> None:
         """Run ``item``'s turn after every earlier message of its conversation, whichever
-        instance accepted those (see :meth:`WhatsAppStore.start_turn`)."""
+        instance accepted those (see :meth:`WhatsAppStore.start_turn`). ``behind``: the
+        messages whose turn waits for this one (run first as an earlier message)."""
         message_ids = albums.message_ids(item)
         is_text = item.metadata.get("whatsapp", {}).get("type") == "text"
         delay = ORDER_POLL_FIRST_SECONDS
@@ -167,7 +174,7 @@ class WebhookReceiver:
                         lease_seconds=self.config.recovery_lease_seconds,
                     )
                     if start.decision is TurnDecision.RUN:
-                        await self._take_turn(item, message_ids, start.menu)
+                        await self._take_turn(item, message_ids, start.menu, behind)
                         return
                 if start.decision is TurnDecision.SKIP:
                     logger.info(
@@ -177,7 +184,7 @@ class WebhookReceiver:
                 if start.decision is TurnDecision.EARLIER_FIRST:
                     for earlier in start.earlier:
                         self._held.add(earlier.message_id)
-                        await self._run_turn(earlier)
+                        await self._run_turn(earlier, (item, *behind))
                     delay = ORDER_POLL_FIRST_SECONDS
                     continue
                 logger.debug(
@@ -190,24 +197,36 @@ class WebhookReceiver:
             self._held.difference_update(message_ids)
 
     async def _take_turn(
-        self, item: InboxItem, message_ids: list[str], menu: list[dict[str, Any]] | None
+        self,
+        item: InboxItem,
+        message_ids: list[str],
+        menu: list[dict[str, Any]] | None,
+        behind: tuple[InboxItem, ...],
     ) -> None:
         item = self._resolve_menu_choice(item, menu)
         if self._media is not None:  # media (issue #10): the download state known now
             item = await self._media.with_download_state(item)
-        readable = item.phone_number_id and item.message_id.startswith("wamid.")
-        if self.config.mark_as_read and readable:
-            self.sender.mark_read(
-                ReadReceipt(
-                    item.phone_number_id,
-                    item.recipient,
-                    item.message_id,
-                    self.config.typing_indicator,
-                )
-            )
+        if self.config.mark_as_read:
+            self._mark_read(item, behind)
         await self._turn(item)
         for message_id in message_ids:
             await self.store.mark_done(message_id)
+
+    def _mark_read(self, item: InboxItem, behind: tuple[InboxItem, ...]) -> None:
+        """Mark ``item`` read as its turn starts, with the contact's later messages already
+        waiting here (``behind`` it, or queued): one receipt covers them all
+        (:mod:`whatsapp_core.read_receipts`)."""
+        waiting = (*behind, *self._turns.waiting(item.conversation_id))
+        target = self._receipts.target(item, waiting)
+        if target is not None:
+            self.sender.mark_read(
+                ReadReceipt(
+                    target.phone_number_id,
+                    target.recipient,
+                    target.message_id,
+                    self.config.typing_indicator,
+                )
+            )
 
     @staticmethod
     def _resolve_menu_choice(item: InboxItem, options: list[dict[str, Any]] | None) -> InboxItem:

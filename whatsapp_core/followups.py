@@ -21,22 +21,27 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from whatsapp_core.prepared import Prepared
 from whatsapp_core.schema import followups
 
 SCHEDULED = "scheduled"
 FIRED = "fired"
 
 # Built once: schedule and cancel run in every bot turn.
-_STATE_OF = sa.select(followups.c.state).where(
-    followups.c.conversation_id == sa.bindparam("conversation_id")
+_STATE_OF = Prepared(
+    sa.select(followups.c.state).where(
+        followups.c.conversation_id == sa.bindparam("conversation_id")
+    )
 )
-_INSERT = followups.insert()
-_PUSH_BACK = (
+_INSERT = Prepared(followups.insert())
+_PUSH_BACK = Prepared(
     followups.update()
     .where(followups.c.conversation_id == sa.bindparam("conversation"))
     .values(due_at=sa.bindparam("due"), state=SCHEDULED, created_at=sa.bindparam("now"))
 )
-_DELETE = followups.delete().where(followups.c.conversation_id == sa.bindparam("conversation_id"))
+_DELETE = Prepared(
+    followups.delete().where(followups.c.conversation_id == sa.bindparam("conversation_id"))
+)
 
 
 def schedule(
@@ -44,12 +49,12 @@ def schedule(
 ) -> bool:
     """Schedule (or push back) the conversation's follow-up; False when one already fired."""
     now = time.time()
-    state = connection.execute(_STATE_OF, {"conversation_id": conversation_id}).scalar()
+    state = _STATE_OF.scalar(connection, {"conversation_id": conversation_id})
     if state == FIRED:
         return False
     if state is None:
-        connection.execute(
-            _INSERT,
+        _INSERT.insert(
+            connection,
             {
                 "conversation_id": conversation_id,
                 "phone_number_id": phone_number_id,
@@ -59,16 +64,15 @@ def schedule(
             },
         )
     else:
-        connection.execute(
-            _PUSH_BACK,
-            {"conversation": conversation_id, "due": now + after_seconds, "now": now},
+        _PUSH_BACK.run(
+            connection, {"conversation": conversation_id, "due": now + after_seconds, "now": now}
         )
     return True
 
 
 def cancel(connection: Connection, conversation_id: str) -> None:
     """The contact wrote: forget the conversation's follow-up (scheduled or fired)."""
-    connection.execute(_DELETE, {"conversation_id": conversation_id})
+    _DELETE.run(connection, {"conversation_id": conversation_id})
 
 
 def claim_due(connection: Connection, now: float | None = None) -> list[tuple[str, str | None]]:
@@ -95,4 +99,4 @@ def claim_due(connection: Connection, now: float | None = None) -> list[tuple[st
 
 def pending(connection: Connection, conversation_id: str) -> str | None:
     """The state of the conversation's follow-up, or None."""
-    return connection.execute(_STATE_OF, {"conversation_id": conversation_id}).scalar()
+    return _STATE_OF.scalar(connection, {"conversation_id": conversation_id})

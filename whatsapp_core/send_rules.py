@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from whatsapp_core import ledger
 from whatsapp_core.masking import mask_phone
 from whatsapp_core.outbound import OutboundKind, OutboundMessage
+from whatsapp_core.prepared import Prepared
 from whatsapp_core.reopening import TemplateResources
 from whatsapp_core.schema import inbox
 from whatsapp_core.store import WhatsAppStore
@@ -62,14 +63,15 @@ class Screened:
 
 # Built once (every reply is screened): the contact's last window-opening message, from
 # any business number or from one.
-_LAST_INBOUND = (
+_LAST_INBOUND_ANY_NUMBER = (
     sa.select(inbox.c.wa_timestamp, inbox.c.metadata_json)
     .where(inbox.c.conversation_id == sa.bindparam("conversation_id"), inbox.c.opens_window)
     .order_by(inbox.c.wa_timestamp.desc())
     .limit(1)
 )
-_LAST_INBOUND_TO_NUMBER = _LAST_INBOUND.where(
-    inbox.c.phone_number_id == sa.bindparam("phone_number_id")
+_LAST_INBOUND = Prepared(_LAST_INBOUND_ANY_NUMBER)
+_LAST_INBOUND_TO_NUMBER = Prepared(
+    _LAST_INBOUND_ANY_NUMBER.where(inbox.c.phone_number_id == sa.bindparam("phone_number_id"))
 )
 
 
@@ -79,12 +81,11 @@ def _last_inbound(
     """WhatsApp timestamp and metadata (JSON, parsed only when a template needs it) of the
     contact's last window-opening message; ``(None, "{}")`` when there is none."""
     if phone_number_id is None:
-        row = connection.execute(_LAST_INBOUND, {"conversation_id": conversation_id}).first()
+        row = _LAST_INBOUND.first(connection, {"conversation_id": conversation_id})
     else:
-        row = connection.execute(
-            _LAST_INBOUND_TO_NUMBER,
-            {"conversation_id": conversation_id, "phone_number_id": phone_number_id},
-        ).first()
+        row = _LAST_INBOUND_TO_NUMBER.first(
+            connection, {"conversation_id": conversation_id, "phone_number_id": phone_number_id}
+        )
     if row is None:
         return None, "{}"
     return row.wa_timestamp, row.metadata_json

@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine
 
 import whatsapp_core.handover  # the handover queue table; the last-inbound query
 from whatsapp_core import followups, ledger
+from whatsapp_core.prepared import Prepared
 from whatsapp_core.schema import (
     STUCK,
     create_schema,
@@ -287,7 +288,7 @@ def _lock_timeout() -> sa.exc.OperationalError:
 
 # Statements of the turn path (turn start, replies, turn end), built once: building and
 # caching a statement costs several times what SQLite spends executing it.
-_ACCEPTED_IN_CONVERSATION = (
+_ACCEPTED_IN_CONVERSATION = Prepared(
     sa.select(inbox.c.message_id, inbox.c.owner, inbox.c.claimed_at, inbox.c.attempts)
     .where(inbox.c.conversation_id == sa.bindparam("conversation_id"))
     .where(inbox.c.state == InboxState.ACCEPTED.value)
@@ -298,26 +299,34 @@ _INBOX_ROWS = (
     .where(inbox.c.message_id.in_(sa.bindparam("message_ids", expanding=True)))
     .order_by(inbox.c.wa_timestamp, inbox.c.received_at)
 )
-_INBOX_STATE = sa.select(inbox.c.state).where(inbox.c.message_id == sa.bindparam("message_id"))
-_RENEW_TURN = (
+_INBOX_STATE = Prepared(
+    sa.select(inbox.c.state).where(inbox.c.message_id == sa.bindparam("message_id"))
+)
+_RENEW_TURN = Prepared(
     inbox.update()
-    .where(inbox.c.message_id.in_(sa.bindparam("message_ids", expanding=True)))
+    .where(inbox.c.message_id == sa.bindparam("wamid"))
     .where(inbox.c.owner == sa.bindparam("instance_id"))
     .where(inbox.c.state == InboxState.ACCEPTED.value)
     .values(claimed_at=sa.bindparam("now"))
 )
-_MARK_DONE = (
+_MARK_DONE = Prepared(
     inbox.update()
     .where(inbox.c.message_id == sa.bindparam("wamid"))
     .values(state=InboxState.DONE.value, claimed_at=sa.bindparam("now"))
 )
-_MENU_OF = sa.select(menus.c.options_json).where(
-    menus.c.conversation_id == sa.bindparam("conversation_id")
+_MENU_OF = Prepared(
+    sa.select(menus.c.options_json).where(
+        menus.c.conversation_id == sa.bindparam("conversation_id")
+    )
 )
-_DELETE_MENU = menus.delete().where(menus.c.conversation_id == sa.bindparam("conversation_id"))
-_INSERT_OUTBOX = outbox.insert()
-_FINISH_OUTBOX = outbox.update().where(outbox.c.id == sa.bindparam("outbox_id"))
-_INSERT_MENU = menus.insert()
+_DELETE_MENU = Prepared(
+    menus.delete().where(menus.c.conversation_id == sa.bindparam("conversation_id"))
+)
+_INSERT_OUTBOX = Prepared(outbox.insert())
+_FINISH_OUTBOX = Prepared(
+    outbox.update().where(outbox.c.id == sa.bindparam("outbox_id")), keyed=True
+)
+_INSERT_MENU = Prepared(menus.insert())
 
 
 class WhatsAppStore:
@@ -504,7 +513,7 @@ class WhatsAppStore:
     async def mark_done(self, message_id: str) -> None:
         """Record that the bot turn for ``message_id`` happened."""
         await self.run_short(
-            lambda c: c.execute(_MARK_DONE, {"wamid": message_id, "now": time.time()})
+            lambda c: _MARK_DONE.run(c, {"wamid": message_id, "now": time.time()})
         )
 
     async def claim_stale(self, lease_seconds: float, max_attempts: int = 5) -> list[InboxItem]:
@@ -610,7 +619,7 @@ class WhatsAppStore:
                 conversation_id, phone_number_id, recipient, kind, payload, now,
                 OutboxState.QUEUED,
             )
-            row_id = connection.execute(_INSERT_OUTBOX, row).inserted_primary_key[0]
+            row_id = _INSERT_OUTBOX.insert(connection, row)
             queued.append(
                 OutboxItem(row_id, conversation_id, phone_number_id, recipient, kind, payload)
             )
@@ -644,7 +653,7 @@ class WhatsAppStore:
                 conversation_id, phone_number_id, recipient, kind, payload, now, state
             )
             row.update(error_title=title, error_details=details)
-            connection.execute(_INSERT_OUTBOX, row)
+            _INSERT_OUTBOX.insert(connection, row)
 
     def _outbox_row(
         self,
@@ -692,7 +701,7 @@ class WhatsAppStore:
             "error_details": error_details,
             "updated_at": time.time(),
         }
-        await self.run_short(lambda c: c.execute(_FINISH_OUTBOX, outcome))
+        await self.run_short(lambda c: _FINISH_OUTBOX.run(c, outcome))
 
     async def renew_outbound(self, outbox_ids: Sequence[int]) -> None:
         """Renew this process's claim on queued outbox rows it still holds (see
@@ -859,9 +868,7 @@ class WhatsAppStore:
 
         def start(connection: Connection) -> TurnStart:
             now = time.time()
-            rows = connection.execute(
-                _ACCEPTED_IN_CONVERSATION, {"conversation_id": conversation_id}
-            ).fetchall()
+            rows = _ACCEPTED_IN_CONVERSATION.rows(connection, {"conversation_id": conversation_id})
             position = next((i for i, row in enumerate(rows) if row.message_id in mine), None)
             if position is None or rows[position].owner != self.instance_id:
                 return TurnStart(TurnDecision.SKIP)
@@ -874,7 +881,7 @@ class WhatsAppStore:
                 elif self._take_over(connection, row, now, max_attempts):
                     earlier.append(row.message_id)
                 elif (
-                    connection.execute(_INBOX_STATE, {"message_id": row.message_id}).scalar()
+                    _INBOX_STATE.scalar(connection, {"message_id": row.message_id})
                     == InboxState.ACCEPTED.value
                 ):
                     return TurnStart(TurnDecision.WAIT)  # another instance took it over first
@@ -883,17 +890,17 @@ class WhatsAppStore:
                 return TurnStart(
                     TurnDecision.EARLIER_FIRST, earlier=tuple(_inbox_item(row) for row in full)
                 )
-            connection.execute(
-                _RENEW_TURN,
-                {"message_ids": list(message_ids), "instance_id": self.instance_id, "now": now},
-            )
+            for message_id in message_ids:
+                _RENEW_TURN.run(
+                    connection, {"wamid": message_id, "instance_id": self.instance_id, "now": now}
+                )
             followups.cancel(connection, conversation_id)
             if not take_menu:
                 return TurnStart(TurnDecision.RUN)
             key = {"conversation_id": conversation_id}
-            raw = connection.execute(_MENU_OF, key).scalar()
+            raw = _MENU_OF.scalar(connection, key)
             if raw is not None:
-                connection.execute(_DELETE_MENU, key)
+                _DELETE_MENU.run(connection, key)
             return TurnStart(TurnDecision.RUN, json.loads(raw) if raw else None)
 
         return await self.run_short(start)
@@ -941,9 +948,9 @@ def replace_menu(
     connection: Connection, conversation_id: str, options: list[dict[str, Any]]
 ) -> None:
     """:meth:`WhatsAppStore.save_menu` inside the caller's transaction."""
-    connection.execute(_DELETE_MENU, {"conversation_id": conversation_id})
-    connection.execute(
-        _INSERT_MENU,
+    _DELETE_MENU.run(connection, {"conversation_id": conversation_id})
+    _INSERT_MENU.insert(
+        connection,
         {
             "conversation_id": conversation_id,
             "options_json": json.dumps(options, ensure_ascii=False),

@@ -47,6 +47,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Connection, Engine
 
+from whatsapp_core.prepared import Prepared
 from whatsapp_core.schema import insert_ignoring_duplicate, metadata
 from whatsapp_core.window import WindowKind, WindowState
 
@@ -476,15 +477,17 @@ def settle(
     return True
 
 
-_RESERVED_WAMIDS = sa.select(ledger_reservations.c.wamid).where(
-    ledger_reservations.c.wamid.in_(sa.bindparam("wamids", expanding=True)),
-    ledger_reservations.c.state == ReservationState.RESERVED.value,
+_RESERVED_WAMIDS = Prepared(
+    sa.select(ledger_reservations.c.wamid).where(
+        ledger_reservations.c.wamid.in_(sa.bindparam("wamids", expanding=True)),
+        ledger_reservations.c.state == ReservationState.RESERVED.value,
+    )
 )
 
 
 def reserved_wamids(connection: Connection, wamids: Sequence[str]) -> set[str]:
     """Which of ``wamids`` still have a reservation held (to settle from their status)."""
-    return set(connection.execute(_RESERVED_WAMIDS, {"wamids": list(wamids)}).scalars())
+    return {row.wamid for row in _RESERVED_WAMIDS.rows(connection, {"wamids": list(wamids)})}
 
 
 def settle_from_pricing(connection: Connection, wamid: str, pricing: Mapping[str, Any]) -> bool:

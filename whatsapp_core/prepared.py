@@ -8,16 +8,16 @@ SQLite and runs it on the transaction's driver connection; on any other dialect
 (PostgreSQL, on the store's thread) it hands the statement to SQLAlchemy unchanged, so
 callers write one code path.
 
-Only plain statements qualify: no expanding ``IN`` parameters and no values rendered at
-execution time. Type conversions SQLAlchemy would apply (parameter and result
-processors, e.g. ``Boolean``) are applied here too, so results match what SQLAlchemy
-returns.
+Expanding ``IN`` parameters get one placeholder per item at each call; other values
+rendered at execution time are refused. Type conversions SQLAlchemy would apply
+(parameter and result processors, e.g. ``Boolean``) are applied here too, so results
+match what SQLAlchemy returns.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,16 +35,36 @@ class _Compiled:
     order: tuple[str, ...]
     defaults: Mapping[str, Any]
     bind_processors: Mapping[str, Callable[[Any], Any]]
+    expanding: frozenset[str]
     row_type: type | None
     result_processors: tuple[Callable[[Any], Any] | None, ...]
 
-    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+    def parameters(self, values: Mapping[str, Any], order: Sequence[str] | None = None) -> tuple:
+        """The driver's parameters for ``values`` (none of them expanding), in ``order``
+        (default: all of the statement's)."""
         out = []
-        for name in self.order:
+        for name in self.order if order is None else order:
             value = values[name] if name in values else self.defaults[name]
             processor = self.bind_processors.get(name)
             out.append(processor(value) if processor is not None else value)
         return tuple(out)
+
+    def bound(self, values: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """The SQL and the driver's parameters for ``values``: an expanding parameter's
+        list becomes one placeholder per item (``IN ()`` for none, which SQLite accepts)."""
+        if not self.expanding:
+            return self.sql, self.parameters(values)
+        sql = self.sql
+        out: list[Any] = []
+        for name in self.order:
+            if name not in self.expanding:
+                out.extend(self.parameters(values, (name,)))
+                continue
+            items = list(values[name])
+            processor = self.bind_processors.get(name)
+            out.extend(map(processor, items) if processor is not None else items)
+            sql = sql.replace(f"__[POSTCOMPILE_{name}]", ", ".join("?" * len(items)))
+        return sql, tuple(out)
 
     def row(self, raw: tuple[Any, ...]) -> Any:
         assert self.row_type is not None
@@ -82,7 +102,7 @@ class Prepared:
         compiled = self._compiled(connection, values)
         if compiled is None:
             return list(connection.execute(self.statement, values).fetchall())
-        cursor = _driver(connection).execute(compiled.sql, compiled.parameters(values))
+        cursor = driver(connection).execute(*compiled.bound(values))
         return [compiled.row(raw) for raw in cursor.fetchall()]
 
     def first(self, connection: Connection, values: Mapping[str, Any]) -> Any | None:
@@ -90,7 +110,7 @@ class Prepared:
         compiled = self._compiled(connection, values)
         if compiled is None:
             return connection.execute(self.statement, values).first()
-        raw = _driver(connection).execute(compiled.sql, compiled.parameters(values)).fetchone()
+        raw = driver(connection).execute(*compiled.bound(values)).fetchone()
         return None if raw is None else compiled.row(raw)
 
     def scalar(self, connection: Connection, values: Mapping[str, Any]) -> Any | None:
@@ -103,32 +123,51 @@ class Prepared:
         compiled = self._compiled(connection, values)
         if compiled is None:
             return connection.execute(self.statement, values).rowcount
-        return _driver(connection).execute(compiled.sql, compiled.parameters(values)).rowcount
+        return driver(connection).execute(*compiled.bound(values)).rowcount
+
+    def run_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run an update, delete or insert once per item of ``rows`` (``executemany``;
+        for a keyed statement the items name the same columns)."""
+        if not rows:
+            return
+        compiled = self._compiled(connection, rows[0])
+        if compiled is None:
+            connection.execute(self.statement, list(rows))
+            return
+        assert not compiled.expanding, "executemany takes no expanding parameter"
+        driver(connection).executemany(compiled.sql, [compiled.parameters(r) for r in rows])
 
     def insert(self, connection: Connection, values: Mapping[str, Any]) -> Any:
         """Run an insert of one row; its (single-column) primary key."""
         compiled = self._compiled(connection, values)
         if compiled is None:
             return connection.execute(self.statement, values).inserted_primary_key[0]
-        cursor = _driver(connection).execute(compiled.sql, compiled.parameters(values))
-        return cursor.lastrowid
+        return driver(connection).execute(*compiled.bound(values)).lastrowid
 
 
-def _driver(connection: Connection) -> Any:
+def driver(connection: Connection) -> Any:
     """The DBAPI connection under ``connection``, inside its transaction."""
     return connection.connection.dbapi_connection
 
 
 def _compile(statement: ClauseElement, dialect: Any, keys: tuple[str, ...] | None) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)
-    if "POSTCOMPILE" in compiled.string or any(
-        bind.expanding or bind.literal_execute for bind in compiled.binds.values()
+    binds = compiled.binds.values()
+    expanding = frozenset(name for name, bind in compiled.binds.items() if bind.expanding)
+    if any(bind.literal_execute and not bind.expanding for bind in binds) or any(
+        f"__[POSTCOMPILE_{name}]" not in compiled.string for name in expanding
     ):
         raise ValueError(f"not a plain statement: {compiled.string}")
     order = tuple(compiled.positiontup or ())
-    if keys is not None and not set(order) <= set(keys):
-        # a column default SQLAlchemy would compute at execution time
-        missing = sorted(set(order) - set(keys))
+    # a parameter not given takes its statement's value (a literal); a required one raises
+    defaults = {
+        name: bind.effective_value
+        for name, bind in compiled.binds.items()
+        if not bind.required and (bind.value is not None or bind.callable is not None)
+    }
+    if keys is not None and not set(order) <= set(keys) | set(defaults):
+        # e.g. a column default SQLAlchemy would compute at execution time
+        missing = sorted(set(order) - set(keys) - set(defaults))
         raise ValueError(f"parameters {missing} not given: {compiled.string}")
     processors = {}
     for name, bind in compiled.binds.items():
@@ -144,10 +183,6 @@ def _compile(statement: ClauseElement, dialect: Any, keys: tuple[str, ...] | Non
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in columns
         )
-    # a parameter not given takes its statement's value (a literal); a required one raises
-    defaults = {
-        name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
-    }
     return _Compiled(
-        compiled.string, order, defaults, processors, row_type, result_processors
+        compiled.string, order, defaults, processors, expanding, row_type, result_processors
     )

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from whatsapp_core.prepared import driver
+
 STUCK = "stuck"
 """Status-event state of a message sent but never delivered within the configured time."""
 
@@ -181,6 +183,8 @@ def insert_ignoring_duplicate(connection: Connection, table: sa.Table, values: d
         except sa.exc.IntegrityError:
             return False
     statement = _insert_ignoring(table, tuple(values))
+    if dialect == "sqlite":  # named parameters, as sqlite3 takes them: no execution context
+        return driver(connection).execute(statement.text, values).rowcount == 1
     return connection.execute(statement, values).rowcount == 1
 
 
@@ -232,5 +236,10 @@ def insert_many_ignoring_duplicates(
         chunk = values[start : start + _MULTI_ROW_CHUNK]
         params = tuple(row[column] for row in chunk for column in columns)
         sql = head + ", ".join([group] * len(chunk)) + tail
-        inserted.update(tuple(r) for r in connection.exec_driver_sql(sql, params))
+        cursor = (
+            driver(connection).execute(sql, params)  # SQLite: no SQLAlchemy execution context
+            if dialect == "sqlite"
+            else connection.exec_driver_sql(sql, params)
+        )
+        inserted.update(tuple(r) for r in cursor)
     return inserted

@@ -67,9 +67,11 @@ LOOP_CHUNK = 100
 """Statuses per transaction on the event loop (SQLite, spooled statuses): ~2 ms."""
 
 # Statements of the status path, built once (values bound at execution).
-_OUTBOX_BY_WAMIDS = sa.select(
-    outbox.c.wamid, outbox.c.id, outbox.c.state, outbox.c.conversation_id
-).where(outbox.c.wamid.in_(sa.bindparam("wamids", expanding=True)))
+_OUTBOX_BY_WAMIDS = Prepared(
+    sa.select(outbox.c.wamid, outbox.c.id, outbox.c.state, outbox.c.conversation_id).where(
+        outbox.c.wamid.in_(sa.bindparam("wamids", expanding=True))
+    )
+)
 _STATUS_CHUNK = 400
 
 
@@ -104,10 +106,11 @@ _STATE_RANK = {
 }
 # A move never goes backwards, also when another instance moved the row since it was read
 # (PostgreSQL: "delivered" and "read" of one message may reach two instances at once).
-_OUTBOX_MOVE = (
+_OUTBOX_MOVE = Prepared(
     outbox.update()
     .where(outbox.c.id == sa.bindparam("outbox_id"))
-    .where(sa.case(_STATE_RANK, value=outbox.c.state, else_=0) < sa.bindparam("rank"))
+    .where(sa.case(_STATE_RANK, value=outbox.c.state, else_=0) < sa.bindparam("rank")),
+    keyed=True,
 )
 
 
@@ -972,7 +975,7 @@ def _apply_statuses(
         wamids = list({change.wamid for change in chunk})
         rows = {
             row.wamid: row
-            for row in connection.execute(_OUTBOX_BY_WAMIDS, {"wamids": wamids})
+            for row in _OUTBOX_BY_WAMIDS.rows(connection, {"wamids": wamids})
         }
         conversation_of = {
             change.wamid: rows[change.wamid].conversation_id
@@ -1034,7 +1037,7 @@ def _apply_statuses(
                 AppliedStatus(change, conversation_of[change.wamid], row.id if row else None, moved)
             )
         for same_columns in _grouped_by_keys(moves.values()):
-            connection.execute(_OUTBOX_MOVE, same_columns)
+            _OUTBOX_MOVE.run_many(connection, same_columns)
     return applied
 
 

@@ -82,7 +82,31 @@ def test_a_column_default_left_to_sqlalchemy_is_refused(connection):
         Prepared(things.insert()).insert(connection, {"name": "f", "flag": True, "at": None})
 
 
-def test_an_expanding_parameter_is_refused(connection):
-    statement = sa.select(things.c.id).where(things.c.id.in_(sa.bindparam("ids", expanding=True)))
+def test_an_expanding_parameter_takes_a_placeholder_per_item(connection):
+    insert = Prepared(things.insert())
+    for name in ("g", "h", "i"):
+        insert.insert(connection, {"name": name, "flag": True, "at": 0.0, "tries": 0})
+    statement = Prepared(
+        sa.select(things.c.name)
+        .where(things.c.id.in_(sa.bindparam("ids", expanding=True)))
+        .where(things.c.tries < sa.bindparam("most"))
+        .order_by(things.c.id)
+    )
+    assert [row.name for row in statement.rows(connection, {"ids": [1, 3], "most": 1})] == ["g", "i"]
+    assert [row.name for row in statement.rows(connection, {"ids": [2], "most": 1})] == ["h"]
+    assert statement.rows(connection, {"ids": [], "most": 1}) == []
+
+
+def test_run_many_updates_each_row(connection):
+    insert = Prepared(things.insert())
+    for name in ("j", "k"):
+        insert.insert(connection, {"name": name, "flag": True, "at": 0.0, "tries": 0})
+    keyed = Prepared(things.update().where(things.c.id == sa.bindparam("thing_id")), keyed=True)
+    keyed.run_many(connection, [{"thing_id": 1, "tries": 4}, {"thing_id": 2, "tries": 5}])
+    assert connection.execute(sa.select(things.c.tries).order_by(things.c.id)).scalars().all() == [4, 5]
+
+
+def test_a_value_rendered_at_execution_is_refused(connection):
+    statement = sa.select(things.c.id).where(things.c.id == sa.bindparam("x", literal_execute=True))
     with pytest.raises(ValueError, match="not a plain statement"):
-        Prepared(statement).rows(connection, {"ids": [1]})
+        Prepared(statement).rows(connection, {"x": 1})

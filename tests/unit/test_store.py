@@ -257,9 +257,9 @@ async def test_a_status_move_never_goes_back_even_from_a_stale_read(store):
     (row,) = await store.enqueue_outbound("111", "pn", "111", [("text", {})])
     await store.finish_outbound(row.id, state=OutboxState.READ, wamid="wamid.r", attempts=1)
     stale_move = {"outbox_id": row.id, "state": "delivered", "rank": 2, "updated_at": 1.0}
-    await store.run(lambda c: c.execute(_OUTBOX_MOVE, [stale_move]))
+    await store.run(lambda c: _OUTBOX_MOVE.run_many(c, [stale_move]))
     assert [r.state for r in await store.outbound_for("111")] == ["read"]
-    await store.run(lambda c: c.execute(_OUTBOX_MOVE, [stale_move | {"state": "failed", "rank": 5}]))
+    await store.run(lambda c: _OUTBOX_MOVE.run_many(c, [stale_move | {"state": "failed", "rank": 5}]))
     assert [r.state for r in await store.outbound_for("111")] == ["failed"]
 
 

@@ -1,12 +1,12 @@
-"""Statements of a bot turn's bookkeeping, compiled once and run on SQLite's own cursor.
+"""Statements of the hot paths, compiled once and run on SQLite's own cursor.
 
 SQLAlchemy's ``Connection.execute`` of a statement built once still costs about 20 us per
 call (cache key, execution context, result wrapping) against about 4 us for ``sqlite3``
-to run it (measured on an indexed select of the inbox); a turn runs eight such
-statements on Rasa's event loop. :class:`Prepared` compiles its statement once for
-SQLite and runs it on the transaction's driver connection; on any other dialect
-(PostgreSQL, on the store's thread) it hands the statement to SQLAlchemy unchanged, so
-callers write one code path.
+to run it (measured on an indexed select of the inbox); a bot turn runs eight such
+statements on Rasa's event loop, and the ingress process three per batch of statuses.
+:class:`Prepared` compiles its statement once for SQLite and runs it on the
+transaction's driver connection; on any other dialect (PostgreSQL, on the store's
+thread) it hands the statement to SQLAlchemy unchanged, so callers write one code path.
 
 Expanding ``IN`` parameters get one placeholder per item at each call; other values
 rendered at execution time are refused. Type conversions SQLAlchemy would apply
@@ -67,6 +67,7 @@ class _Compiled:
         return sql, tuple(out)
 
     def row(self, raw: tuple[Any, ...]) -> Any:
+        """A driver's row as a named tuple, converted as SQLAlchemy would convert it."""
         assert self.row_type is not None
         if any(self.result_processors):
             pairs = zip(self.result_processors, raw, strict=True)
@@ -151,6 +152,8 @@ def driver(connection: Connection) -> Any:
 
 
 def _compile(statement: ClauseElement, dialect: Any, keys: tuple[str, ...] | None) -> _Compiled:
+    """Compile ``statement`` for ``dialect`` (with ``keys`` as its columns when keyed);
+    ValueError for a statement :class:`Prepared` cannot run on the driver."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)
     binds = compiled.binds.values()
     expanding = frozenset(name for name, bind in compiled.binds.items() if bind.expanding)

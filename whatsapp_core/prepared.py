@@ -39,15 +39,16 @@ class _Compiled:
     row_type: type | None
     result_processors: tuple[Callable[[Any], Any] | None, ...]
 
-    def parameters(self, values: Mapping[str, Any], order: Sequence[str] | None = None) -> tuple:
-        """The driver's parameters for ``values`` (none of them expanding), in ``order``
-        (default: all of the statement's)."""
-        out = []
-        for name in self.order if order is None else order:
-            value = values[name] if name in values else self.defaults[name]
-            processor = self.bind_processors.get(name)
-            out.append(processor(value) if processor is not None else value)
-        return tuple(out)
+    def _converted(self, name: str, value: Any) -> Any:
+        processor = self.bind_processors.get(name)
+        return value if processor is None else processor(value)
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The driver's parameters for ``values`` (none of them expanding)."""
+        return tuple(
+            self._converted(name, values[name] if name in values else self.defaults[name])
+            for name in self.order
+        )
 
     def bound(self, values: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
         """The SQL and the driver's parameters for ``values``: an expanding parameter's
@@ -58,11 +59,11 @@ class _Compiled:
         out: list[Any] = []
         for name in self.order:
             if name not in self.expanding:
-                out.extend(self.parameters(values, (name,)))
+                value = values[name] if name in values else self.defaults[name]
+                out.append(self._converted(name, value))
                 continue
-            items = list(values[name])
-            processor = self.bind_processors.get(name)
-            out.extend(map(processor, items) if processor is not None else items)
+            items = [self._converted(name, item) for item in values[name]]
+            out.extend(items)
             sql = sql.replace(f"__[POSTCOMPILE_{name}]", ", ".join("?" * len(items)))
         return sql, tuple(out)
 
@@ -88,7 +89,8 @@ class Prepared:
         self._sqlite: dict[tuple[str, ...] | None, _Compiled] = {}
 
     def _compiled(self, connection: Connection, values: Mapping[str, Any]) -> _Compiled | None:
-        """The SQLite form for ``values``' columns (inserts), or None off SQLite."""
+        """The SQLite form (for a keyed statement: for ``values``' columns), or None off
+        SQLite."""
         dialect = connection.dialect
         if dialect.name != "sqlite":
             return None
@@ -155,9 +157,9 @@ def _compile(statement: ClauseElement, dialect: Any, keys: tuple[str, ...] | Non
     """Compile ``statement`` for ``dialect`` (with ``keys`` as its columns when keyed);
     ValueError for a statement :class:`Prepared` cannot run on the driver."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)
-    binds = compiled.binds.values()
-    expanding = frozenset(name for name, bind in compiled.binds.items() if bind.expanding)
-    if any(bind.literal_execute and not bind.expanding for bind in binds) or any(
+    binds = compiled.binds
+    expanding = frozenset(name for name, bind in binds.items() if bind.expanding)
+    if any(bind.literal_execute and not bind.expanding for bind in binds.values()) or any(
         f"__[POSTCOMPILE_{name}]" not in compiled.string for name in expanding
     ):
         raise ValueError(f"not a plain statement: {compiled.string}")
@@ -165,7 +167,7 @@ def _compile(statement: ClauseElement, dialect: Any, keys: tuple[str, ...] | Non
     # a parameter not given takes its statement's value (a literal); a required one raises
     defaults = {
         name: bind.effective_value
-        for name, bind in compiled.binds.items()
+        for name, bind in binds.items()
         if not bind.required and (bind.value is not None or bind.callable is not None)
     }
     if keys is not None and not set(order) <= set(keys) | set(defaults):
@@ -173,7 +175,7 @@ def _compile(statement: ClauseElement, dialect: Any, keys: tuple[str, ...] | Non
         missing = sorted(set(order) - set(keys) - set(defaults))
         raise ValueError(f"parameters {missing} not given: {compiled.string}")
     processors = {}
-    for name, bind in compiled.binds.items():
+    for name, bind in binds.items():
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
             processors[name] = processor
